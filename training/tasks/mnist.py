@@ -1,0 +1,94 @@
+"""Handwritten digits: a small batch-normalised CNN with light affine augmentation
+(rotation, scale, shift), trained on MNIST-format 28x28 images (white digit on black)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.card import BATCH, ImagePreprocessing
+from training.data import Dataset, mnist
+from training.tasks.base import Task
+
+MEAN, STD = 0.1307, 0.3081
+
+
+def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class DigitNet(nn.Module):
+    def __init__(self, widths: tuple[int, int, int], dropout: float) -> None:
+        super().__init__()
+        a, b, c = widths
+        self.features = nn.Sequential(
+            *conv_bn_relu(1, a),
+            nn.MaxPool2d(2),
+            *conv_bn_relu(a, b),
+            *conv_bn_relu(b, b),
+            nn.MaxPool2d(2),
+            *conv_bn_relu(b, c),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features((x - MEAN) / STD))
+
+
+class MnistTask(Task):
+    name = "mnist"
+    card_task = "image-classification"
+    description = (
+        "Handwritten digit 0-9 from a 28x28 grayscale image; the server turns any photo "
+        "or scan of a digit into MNIST format (invert, crop, 20x20, centre of mass)."
+    )
+    input_name = "image"
+    input_shape: ClassVar[list[int | str]] = [BATCH, 1, 28, 28]
+    defaults: ClassVar[dict[str, Any]] = {
+        "seed": 0,
+        "epochs": 12,
+        "batch_size": 128,
+        "lr": 0.1,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.0,
+        "widths": [32, 64, 128],
+        "dropout": 0.2,
+        "rotate_deg": 10,
+        "scale": [0.9, 1.1],
+        "shift_px": 2,
+        "warmup": 0.15,
+    }
+
+    def load_data(self, data_dir: Path, download: bool, seed: int) -> Dataset:
+        return mnist.load(data_dir, download)
+
+    def prepare(self, dataset: Dataset, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def build_model(self, config: dict[str, Any]) -> nn.Module:
+        model = DigitNet(tuple(config["widths"]), config["dropout"])
+        return model.to(memory_format=torch.channels_last)
+
+    def augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, b = self.config, x.shape[0]
+        angle = (torch.rand(b, device=x.device) * 2 - 1) * math.radians(cfg["rotate_deg"])
+        lo, hi = cfg["scale"]
+        scale = lo + torch.rand(b, device=x.device) * (hi - lo)
+        shift = (torch.rand(b, 2, device=x.device) * 2 - 1) * cfg["shift_px"] * 2 / x.shape[-1]
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack(
+            [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+        )
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+        return x.contiguous(memory_format=torch.channels_last), y
+
+    def preprocessing(self) -> ImagePreprocessing:
+        return ImagePreprocessing(height=28, width=28, channels=1, digit_centering=True)

@@ -1,0 +1,2 @@
+"""Small model server. Kept free of imports: training imports `app.card` and `app.tokenizer`
+without pulling in FastAPI or ONNX Runtime."""

@@ -1,0 +1,100 @@
+"""Prometheus metrics, one registry per app so several apps (tests) never share counters.
+
+Label children are cached: `labels()` looks up a dict under a lock, which on the hot path costs
+more than the observation itself.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "sms_requests_total",
+            "HTTP requests answered.",
+            ["route", "model", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "sms_request_duration_seconds",
+            "Time from the first byte of the request to the end of the response.",
+            ["route", "model", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "sms_queue_wait_seconds",
+            "Time an item waited in its model's queue before its batch started.",
+            ["model"],
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "sms_batch_size", "Items per batch run.", ["model"], buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.compute = Histogram(
+            "sms_batch_compute_seconds",
+            "Worker time per batch: decoding, preprocessing and the ONNX Runtime run.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "sms_queue_depth", "Items waiting in the model's queue.", ["model"], registry=r
+        )
+        self.rejections = Counter(
+            "sms_rejections_total",
+            "Items not computed: queue_full (503), deadline (504), disconnected (client gone).",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.batch_failures = Counter(
+            "sms_batch_failures_total",
+            "Batches that raised (500 for their items).",
+            ["model"],
+            registry=r,
+        )
+        self.model_ready = Gauge(
+            "sms_model_ready",
+            "1 when the model is loaded and warm, 0 otherwise.",
+            ["model"],
+            registry=r,
+        )
+        self.model_provider = Gauge(
+            "sms_model_execution_provider",
+            "1 for each ONNX Runtime execution provider active in the model's session.",
+            ["model", "provider"],
+            registry=r,
+        )
+        self._request_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
+        key = (route, model, str(status))
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(*key), self.latency.labels(*key))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class BatcherMetrics:
+    """The per-model children a batcher writes to, bound once."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self.queue_wait = metrics.queue_wait.labels(model)
+        self.batch_size = metrics.batch_size.labels(model)
+        self.compute = metrics.compute.labels(model)
+        self.queue_depth = metrics.queue_depth.labels(model)
+        self.queue_full = metrics.rejections.labels(model, "queue_full")
+        self.deadline = metrics.rejections.labels(model, "deadline")
+        self.disconnected = metrics.rejections.labels(model, "disconnected")
+        self.failures = metrics.batch_failures.labels(model)

@@ -1,0 +1,111 @@
+"""Every knob of the server in one place, read from `SMS_*` environment variables (or a `.env`).
+
+Each field's description is what the README settings table says about it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def default_intra_op_threads() -> int:
+    """Half the cores, at most 4: the event loop needs a core of its own to parse HTTP, and the
+    models served here are too small to gain from wide intra-op parallelism."""
+    return max(1, min(4, _cores() // 2))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMS_", env_file=".env", extra="ignore")
+
+    models_dir: Path = Field(Path("models"), description="Folder holding one sub-folder per model.")
+    host: str = Field("0.0.0.0", description="Interface `python -m app` listens on.")
+    port: int = Field(8000, description="Port `python -m app` listens on.")
+
+    execution_provider: Literal["auto", "cuda", "cpu"] = Field(
+        "auto",
+        description="`auto`: CUDA when it really works, else CPU. `cuda`: fail at start-up "
+        "unless CUDA is active. `cpu`: CPU only.",
+    )
+    intra_op_threads: int = Field(
+        default_factory=default_intra_op_threads,
+        ge=1,
+        description="ONNX Runtime threads inside one operator (default: half the cores, 1..4).",
+    )
+    inter_op_threads: int = Field(
+        1, ge=1, description="ONNX Runtime threads across operators (graphs here are sequential)."
+    )
+    batch_workers: int = Field(
+        1,
+        ge=1,
+        description="Batches one model may run at the same time (each in its own worker thread).",
+    )
+
+    max_batch_size: int = Field(32, ge=1, description="Most items (files, texts) in one batch.")
+    max_delay_ms: float = Field(
+        2.0,
+        ge=0,
+        description="Longest a request waits for company once a worker is free before its "
+        "batch runs anyway.",
+    )
+    max_queue_size: int = Field(
+        512, ge=1, description="Items waiting per model; beyond this the server answers 503."
+    )
+    default_deadline_ms: float = Field(
+        10_000,
+        gt=0,
+        description="Deadline of a request that sends no `X-Deadline-Ms` header; when it "
+        "cannot be met the answer is 504.",
+    )
+
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest request body; larger ones get 413."
+    )
+    max_image_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        description="Largest image (width × height) decoded; larger ones get 413 "
+        "(decompression bombs).",
+    )
+    max_text_chars: int = Field(
+        20_000,
+        ge=1,
+        description="Longest text accepted (the card's `max_chars` may lower it); longer gets 422.",
+    )
+    max_audio_seconds: float = Field(
+        60, gt=0, description="Longest audio clip decoded; longer ones get 413."
+    )
+    max_items: int = Field(
+        64, ge=1, description="Most files or texts in one request; more gets 422."
+    )
+    max_top_k: int = Field(10, ge=1, description="Largest `top_k` a client may ask for.")
+
+    serve_partial: bool = Field(
+        False,
+        description="Serve the healthy models when one is broken (it is listed with its error "
+        "on /models and /readyz) instead of never becoming ready.",
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    log_level: str = Field("INFO", description="Python log level name.")
+    access_log: bool = Field(
+        True, description="One log line per request (method, path, status, ms)."
+    )
+    enable_benchmark_routes: bool = Field(
+        False,
+        description="Expose POST /noop/image, /noop/sentiment and /noop/speech, which parse a "
+        "request like the real routes and answer without inference (to measure the HTTP cost).",
+    )
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> Settings:
+        if self.max_queue_size < self.max_batch_size:
+            raise ValueError("max_queue_size must be at least max_batch_size")
+        return self

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch", reason="training tests need the [train] extra")
 
-from training.data import resolve_data_dir  # noqa: E402
+from training.data import resolve_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,7 @@ class MnistTask(Task):
     input_shape: ClassVar[list[int | str]] = [BATCH, 1, 28, 28]
     defaults: ClassVar[dict[str, Any]] = {
         "seed": 0,
-        "epochs": 12,
+        "epochs": 10,
         "batch_size": 128,
         "lr": 0.1,
         "weight_decay": 5e-4,

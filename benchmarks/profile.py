@@ -1,0 +1,178 @@
+"""Where the server's time goes: py-spy samples of the server under load, summarised.
+
+`record` runs `py-spy record --native --threads --format raw` (collapsed stacks, idle threads
+left out, so every sample is a thread on the CPU or runnable) against the server's pid.
+`summarise` attributes every sample to one cost category, by the frame nearest the leaf that
+matches a category (a sample in libpng under Pillow under the image decoder counts as image
+decoding; one in libc under uvloop's write path counts as the event loop and socket I/O), and
+also reports inclusive shares of a few key functions (e.g. everything under the multipart
+parser, whatever it calls).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks.server import taskset
+
+# (category, pattern on one frame), tried for each frame from the leaf to the root.
+CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
+    (name, re.compile(pattern))
+    for name, pattern in [
+        ("ONNX Runtime", r"onnxruntime|libonnxruntime|OrtRun|InferenceSession"),
+        ("decode: image (Pillow, digit centring)", r"PIL/|_imaging|libpng|libwebp|image\.py"),
+        ("decode: audio (soundfile, soxr)", r"soundfile|soxr|libsndfile|audio\.py"),
+        ("decode: text (tokenizer)", r"app/tokenizer\.py|text\.py:.*(decode|group|collate)"),
+        ("worker: collate, top-k (numpy)", r"numpy|app/modalities/base\.py|runtime\.py"),
+        ("multipart parsing", r"python_multipart|app/forms\.py|app/modalities/uploads\.py"),
+        ("request JSON + pydantic validation", r"pydantic|json/decoder|json/__init__|loads \("),
+        (
+            "response JSON (orjson) + answer",
+            r"orjson|app/predict\.py:.*(response|json)|prediction_dict",
+        ),
+        ("access log (logging)", r"logging/|app/logs\.py"),
+        ("metrics (prometheus_client)", r"prometheus_client|app/metrics\.py"),
+        ("batcher (queue, futures, timers)", r"app/batcher\.py|concurrent/futures"),
+        ("request middleware", r"app/middleware\.py"),
+        ("FastAPI / Starlette (routing, DI, responses)", r"fastapi/|starlette/"),
+        ("uvicorn HTTP protocol (httptools)", r"uvicorn/|httptools"),
+        ("route handlers (app)", r"app/"),
+        ("GC", r"gc_collect|_PyObject_GC"),
+        ("event loop, sockets (uvloop, asyncio)", r"uvloop|asyncio/|loop\.c|uv_|uv__|libuv|epoll"),
+    ]
+]
+OTHER = "other (interpreter, libc)"
+
+# Inclusive shares: a sample counts for every key function on its stack.
+KEY_FRAMES: dict[str, re.Pattern[str]] = {
+    name: re.compile(pattern)
+    for name, pattern in {
+        "worker thread: modality.process (decode + ORT + top-k)": (
+            r"process \(app/modalities/base\.py"
+        ),
+        "  of which ONNX Runtime session.run": r"ModelSession\.run|InferenceSession\.run",
+        "  of which decode()": r"\.decode \(app/modalities/",
+        "event loop: read_form (multipart)": r"read_form \(app/forms\.py",
+        "event loop: Request.body (receive the body)": r"Request\.body \(starlette",
+        "event loop: run_items (submit, await)": r"run_items \(app/predict\.py",
+        "event loop: predictions_response (JSON answer)": r"predictions_response \(app/predict\.py",
+        "event loop: access log line": r"Logger\.info \(logging",
+        "event loop: metrics observe_request": r"observe_request \(app/metrics\.py",
+        "event loop: FastAPI request validation (sentiment body)": (
+            r"request_body_to_args|_validate|validate_json"
+        ),
+        "event loop: httptools parser callbacks": r"HttpToolsProtocol\.(data_received|on_)",
+        "event loop: response send path": r"HttpToolsProtocol\.|RequestResponseCycle\.send",
+    }.items()
+}
+
+
+def command(
+    py_spy: str, pid: int, seconds: float, out: Path, core: int | None, rate: int = 200
+) -> list[str]:
+    """The py-spy command line that samples `pid` for `seconds` into `out` (collapsed stacks)."""
+    return [
+        *taskset(core),
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, round(seconds))),
+        "--rate",
+        str(rate),
+        "--native",
+        "--threads",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
+
+
+def _parse(raw: str) -> list[tuple[str, list[str], int]]:
+    samples = []
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        thread = frames[0]
+        if thread.startswith("thread ("):  # "thread (tid): name"
+            thread = thread.split(": ", 1)[-1]
+            frames = frames[1:]
+        if frames and not re.search(r"\(.*\)$", frames[0]):
+            frames = frames[1:]  # the thread's own name (with --threads)
+        samples.append((thread, frames, int(count)))
+    return samples
+
+
+def _thread_kind(name: str) -> str:
+    if name.startswith("batch-"):
+        return "batch worker threads"
+    if name == "MainThread":
+        return "event loop (main thread)"
+    return "other threads"
+
+
+def summarise(raw: str, seconds: float, rate: int) -> dict[str, Any]:
+    samples = _parse(raw)
+    total = sum(count for _, _, count in samples)
+    categories: Counter[str] = Counter()
+    by_thread: Counter[str] = Counter()
+    by_thread_category: dict[str, Counter[str]] = {}
+    inclusive: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    for thread, frames, count in samples:
+        kind = _thread_kind(thread)
+        by_thread[kind] += count
+        category = OTHER
+        for frame in reversed(frames):
+            hit = next((name for name, pattern in CATEGORIES if pattern.search(frame)), None)
+            if hit is not None:
+                category = hit
+                break
+        categories[category] += count
+        by_thread_category.setdefault(kind, Counter())[category] += count
+        for name, pattern in KEY_FRAMES.items():
+            if any(pattern.search(frame) for frame in frames):
+                inclusive[name] += count
+        if frames:
+            leaves[re.sub(r":\d+\)$", ")", frames[-1])] += count
+    possible = seconds * rate  # samples one always-busy thread would give
+
+    def share(counter: Counter[str]) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "samples": n, "share": round(n / total, 4)}
+            for name, n in counter.most_common()
+        ]
+
+    return {
+        "samples": total,
+        "seconds": seconds,
+        "rate_hz": rate,
+        "busy_cores": round(total / possible, 3) if possible else None,
+        "threads": {
+            kind: {
+                "samples": n,
+                "busy": round(n / possible, 3) if possible else None,
+                "categories": share(by_thread_category[kind]),
+            }
+            for kind, n in by_thread.most_common()
+        },
+        "categories": share(categories),
+        "inclusive": [
+            {"name": name, "samples": inclusive[name], "share": round(inclusive[name] / total, 4)}
+            for name in KEY_FRAMES
+        ],
+        "top_leaves": share(Counter(dict(leaves.most_common(25)))),
+    }
+
+
+def save_raw(raw_path: Path, out_gz: Path) -> None:
+    with raw_path.open("rb") as src, gzip.open(out_gz, "wb") as dst:
+        dst.write(src.read())

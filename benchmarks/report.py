@@ -1,0 +1,479 @@
+"""docs/benchmarks.md and the latency-versus-offered-load PNGs, from benchmarks/results/*.json.
+
+`python -m benchmarks report` rewrites them from the stored results without measuring again.
+A hand-written analysis in benchmarks/analysis.md, if present, is included verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+COLORS = {"batching": "tab:blue", "no batching": "tab:orange", "no-op": "tab:green"}
+TITLES = {
+    "mnist": "image / mnist",
+    "cifar10": "image / cifar10",
+    "sentiment": "sentiment / imdb",
+    "speech": "speech",
+}
+
+
+def _load(results_dir: Path, name: str) -> Any:
+    path = results_dir / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _n(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _errors(errors: dict[str, int] | None) -> str:
+    if not errors:
+        return "0"
+    return ", ".join(f"{k}: {v}" for k, v in errors.items())
+
+
+def _pf(ok: bool | None) -> str:
+    return "**pass**" if ok else "**miss**"
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def plot_endpoint(
+    endpoint: str, series: dict[str, Any], raw: dict[str, Any] | None, out: Path, subtitle: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for name, data in series.items():
+        runs = sorted(data.get("open", []), key=lambda r: r["offered"])
+        runs = [r for r in runs if r["latency_ms"]["p50"] is not None]
+        if not runs:
+            continue
+        color = COLORS.get(name)
+        x = [r["offered"] for r in runs]
+        ax.plot(x, [r["latency_ms"]["p99"] for r in runs], "o-", color=color, label=f"{name} p99")
+        ax.plot(x, [r["latency_ms"]["p50"] for r in runs], "s--", color=color, label=f"{name} p50")
+        if data.get("max_throughput"):
+            ax.axvline(data["max_throughput"], color=color, linestyle=":", linewidth=1)
+    if raw and endpoint in raw.get("endpoints", {}):
+        limit = raw["endpoints"][endpoint]["best_worker_items_per_s"]
+        ax.axvline(limit, color="grey", linestyle="-.", linewidth=1)
+        ax.annotate(
+            "worker limit\n(decode+ORT, best batch)",
+            (limit, 0.98),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            color="grey",
+            ha="right",
+            va="top",
+        )
+    if endpoint == "mnist":
+        ax.axhline(25, color="red", linestyle=":", linewidth=1)
+        ax.annotate(
+            "25 ms", (0.01, 25), xycoords=("axes fraction", "data"), color="red", fontsize=7
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load (requests/s, Poisson arrivals)")
+    ax.set_ylabel("latency from scheduled send (ms)")
+    ax.set_title(
+        f"{TITLES.get(endpoint, endpoint)}: latency vs offered load\n{subtitle}", fontsize=9
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=3, loc="upper left")
+    fig.text(
+        0.99,
+        0.01,
+        "dotted verticals: closed-loop maximum of each series",
+        fontsize=6,
+        ha="right",
+        color="grey",
+    )
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def write_report(results_dir: Path, docs_dir: Path) -> Path:
+    meta = _load(results_dir, "machine") or {}
+    ceiling = _load(results_dir, "ceiling")
+    raw = _load(results_dir, "raw_ort")
+    service = _load(results_dir, "service") or {}
+    profiles = _load(results_dir, "profile") or {}
+    summary = _load(results_dir, "summary") or {}
+    series_by_endpoint: dict[str, Any] = service.get("series", {})
+    machine = meta.get("machine", {})
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    add = lines.append
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in machine.get("lscpu", [])
+            if "Model name" in line
+        ),
+        "?",
+    )
+    subtitle = (
+        f"{machine.get('nproc', '?')} vCPU {cpu_model}; server on 1 core, generator on another"
+    )
+
+    add("# Benchmarks")
+    add("")
+    add(
+        f"Measured {machine.get('date_utc', '?')} UTC at commit `{machine.get('git_commit', '?')}` "
+        f"with `{meta.get('command', 'python -m benchmarks run')}` in "
+        f"{summary.get('wall_minutes', '?')} minutes. Every figure below comes from the JSON files "
+        f"in `{_rel(results_dir)}/`; `python -m benchmarks report` rewrites this page from them."
+    )
+    add("")
+    if meta.get("fixture_models"):
+        add(
+            "> **Stand-in models.** This run used the test suite's fixture models "
+            "(`--fixture-models`), not the trained ones: the figures test the benchmark, they say "
+            "nothing about the real models."
+        )
+        add("")
+    if not machine.get("training_done_marker", True):
+        add(
+            "> The run started before `runs/TRAINING_DONE` existed: other work may have been "
+            "using the CPU (load average at the start: "
+            f"{machine.get('load_average_at_start')})."
+        )
+        add("")
+
+    # -- summary
+    ratios = summary.get("ratios", {})
+    add("## The three targets")
+    add("")
+    add("| target | measured | result |")
+    add("|---|---|---|")
+    r1 = ratios.get("mnist_vs_noop")
+    if r1:
+        add(
+            f"| MNIST with batching ≥ 80% of the no-op endpoint's throughput | "
+            f"{_n(r1['batching_req_s'])} / {_n(r1['noop_req_s'])} req/s = "
+            f"**{r1['ratio']:.0%}** | {_pf(r1['pass'])} |"
+        )
+    r2 = ratios.get("batching_vs_none_c64")
+    if r2:
+        for model, m in r2["models"].items():
+            add(
+                f"| batching ≥ 1.5× no batching at concurrency 64, {model} | "
+                f"{_n(m['batching_req_s'])} / {_n(m['no_batching_req_s'])} req/s = "
+                f"**{m['ratio']:.2f}×** (p99 {_n(m['batching_p99_ms'])} vs "
+                f"{_n(m['no_batching_p99_ms'])} ms) | {_pf(m['pass'])} |"
+            )
+        add(f"| … for at least one of CIFAR-10 and speech | | {_pf(r2['pass'])} |")
+    r3 = ratios.get("mnist_p99_at_half_max")
+    if r3:
+        add(
+            "| MNIST p99 ≤ 25 ms at half the maximum throughput | "
+            f"p99 **{_n(r3['p99_ms'], 2)} ms** "
+            f"(p50 {_n(r3['p50_ms'], 2)} ms) at {_n(r3['offered_req_s'])} req/s offered "
+            f"(max {_n(r3['max_req_s'])}), errors {_errors(r3['errors'])} | {_pf(r3['pass'])} |"
+        )
+    add("")
+    add(
+        "Throughput = answers with status 200 per second. *Maximum* = the highest closed-loop "
+        "throughput of that series. Latencies are client-side, over loopback."
+    )
+    add("")
+
+    # -- machine and method
+    add("## Machine and set-up")
+    add("")
+    add("```")
+    add(f"nproc: {machine.get('nproc')}")
+    for line in machine.get("lscpu", []):
+        add(line)
+    add(f"ISA: {', '.join(machine.get('isa_flags', []))}")
+    add(f"memory (free -g): {machine.get('memory', '').strip()}")
+    add(f"kernel {machine.get('kernel')}, Python {machine.get('python')}")
+    add("```")
+    add("")
+    packages = machine.get("packages", {})
+    add("Packages: " + ", ".join(f"{k} {v}" for k, v in packages.items() if v) + ".")
+    add("")
+    server_core, client_core = meta.get("server_core"), meta.get("client_core")
+    if server_core is not None:
+        add(
+            f"**Pinning.** The server runs on core {server_core} (`taskset -c {server_core}`: "
+            "event loop, batch worker threads and ONNX Runtime share that one core); the load "
+            f"generator, and py-spy while profiling, run on core {client_core}. Scenario (a) "
+            f"runs on core {server_core} too. Load average when the run started: "
+            f"{machine.get('load_average_at_start')}, at the end: "
+            f"{summary.get('load_average_at_end')}."
+        )
+    else:
+        add("**Pinning.** One core only: server and generator share it (figures are pessimistic).")
+    add("")
+    add("**Models.**")
+    add("")
+    add("| model | version | ONNX bytes | sha256 |")
+    add("|---|---|---|---|")
+    for name, model in machine.get("models", {}).items():
+        add(
+            f"| {name} | {model.get('version')} | {_n(model.get('onnx_bytes'))} | "
+            f"`{(model.get('onnx_sha256') or '')[:12]}…` |"
+        )
+    add("")
+    add("**Payloads** (the same bytes in every scenario of an endpoint):")
+    add("")
+    add("| endpoint | routes | body | sample |")
+    add("|---|---|---|---|")
+    for name, p in meta.get("payloads", {}).items():
+        add(
+            f"| {name} | `POST {p['predict']}`, `POST {p['noop']}` | {p['content_type']}, "
+            f"{_n(p['body_bytes'])} bytes | {p['source']} |"
+        )
+    add("")
+    add("**Command lines.**")
+    add("")
+    add("```sh")
+    add(f"{meta.get('command', 'python -m benchmarks run')}   # the whole run")
+    if raw:
+        add(f"{raw.get('command')}   # (a)")
+    for config, info in service.get("servers", {}).items():
+        add(f"{info['command']}   # service [{config}]")
+    add("```")
+    add("")
+    runtime = (service.get("servers", {}).get("batching") or {}).get("runtime") or {}
+    batching = runtime.get("batching") or {}
+    threads = runtime.get("threads") or {}
+    if runtime:
+        add(
+            f"Server settings (`GET /models/mnist` of the batching server): providers "
+            f"{runtime.get('providers')}, intra-op threads {threads.get('intra_op')}, inter-op "
+            f"threads {threads.get('inter_op')}, max_batch_size {batching.get('max_batch_size')}, "
+            f"max_delay_ms {batching.get('max_delay_ms')}, max_queue_size "
+            f"{batching.get('max_queue_size')}, batch workers {batching.get('workers')}. "
+            "Everything else is the default, the access log included. The no-batching server "
+            "differs only by `SMS_MAX_BATCH_SIZE=1`."
+        )
+        add("")
+    plan = meta.get("plan", {})
+    add(
+        "**Method.** The load generator (`benchmarks/loadgen.py`) speaks HTTP/1.1 keep-alive over "
+        "raw asyncio sockets (uvloop), sending pre-encoded requests. *Closed loop*: N clients, "
+        "each on its own connection, send the next request when the previous answer arrives; "
+        f"{plan.get('closed_warmup_s')} s warm-up then {plan.get('closed_s')} s measured, at "
+        f"concurrency {', '.join(map(str, plan.get('closed_levels', [])))}. *Open loop*: Poisson "
+        f"arrivals at {', '.join(f'{f:g}' for f in plan.get('open_fractions', []))} × the "
+        "series' closed-loop maximum, "
+        f"{plan.get('open_warmup_s')} s warm-up then {plan.get('open_s')} s; each request takes "
+        "an idle connection or opens one (up to 1,024) and its latency runs from its *scheduled* "
+        "send time, so a queue in the server (or a late generator) cannot hide: no coordinated "
+        "omission. `send lag` is how late the generator actually sent. Errors are counted by "
+        "HTTP status, plus `reset`, `connect` and `timeout`."
+    )
+    add("")
+
+    # -- ceiling
+    if ceiling:
+        add("## The load generator's own ceiling")
+        add("")
+        add(
+            "Against a trivial asyncio server that answers `{}` at once (`benchmarks/"
+            "trivial_server.py`, on the server's core); `client CPU` is the generator's CPU time "
+            "over wall time (1.0 = its core saturated)."
+        )
+        add("")
+        add("| client | payload | load | req/s | client CPU | p50 ms | p99 ms |")
+        add("|---|---|---|---|---|---|---|")
+        for r in ceiling.get("runs", []):
+            load = (
+                f"closed, c={r['concurrency']}"
+                if r["mode"] == "closed"
+                else f"open, {_n(r['rate'])}/s (send lag p99 {_n(r['send_lag_ms']['p99'], 2)} ms)"
+            )
+            add(
+                f"| {r.get('client', 'raw asyncio')} | {r.get('payload')} "
+                f"({_n(r.get('body_bytes'))} B) | {load} | {_n(r['throughput'])} | "
+                f"{_n(r['client_cpu'], 2)} | "
+                f"{_n(r['latency_ms']['p50'], 2)} | {_n(r['latency_ms']['p99'], 2)} |"
+            )
+        add("")
+
+    # -- raw ORT
+    if raw:
+        settings = raw.get("settings", {})
+        add("## (a) The compute limit: raw ONNX Runtime")
+        add("")
+        add(
+            "One process pinned to the server's core, the session built by the server's own "
+            "`ModelSession` with its settings (provider policy "
+            f"`{settings.get('execution_provider')}`, intra-op threads "
+            f"{settings.get('intra_op_threads')}, inter-op threads "
+            f"{settings.get('inter_op_threads')}). *ORT*: `session.run` on a decoded batch. "
+            "*Worker*: the whole worker-side pipeline of one batch (`modality.process`: decode "
+            "every item from the payload bytes, collate, run, top-k), i.e. the most one batch "
+            "worker can serve with no HTTP at all. Median of repeated calls."
+        )
+        add("")
+        for endpoint, data in raw.get("endpoints", {}).items():
+            add(
+                f"**{endpoint}** ({data['model']} {data['version']}, providers "
+                f"{', '.join(data['providers'])}, input {data['input_shape']}, decode "
+                f"{_n(data['decode_ms_per_item'], 3)} ms/item)"
+            )
+            add("")
+            add("| batch | ORT ms/batch | ORT items/s | worker ms/batch | worker items/s |")
+            add("|---|---|---|---|---|")
+            for row in data["batches"]:
+                add(
+                    f"| {row['batch_size']} | {_n(row['ort_ms_per_batch'], 3)} | "
+                    f"{_n(row['ort_items_per_s'])} | {_n(row['worker_ms_per_batch'], 3)} | "
+                    f"{_n(row['worker_items_per_s'])} |"
+                )
+            add("")
+
+    # -- service: closed loop
+    if series_by_endpoint:
+        add("## (b, c, d) The service: closed loop")
+        add("")
+        add(
+            "*batching*: the service's defaults; *no batching*: `SMS_MAX_BATCH_SIZE=1`; *no-op*: "
+            "the benchmark route that parses the same payload and answers without inference "
+            "(the HTTP limit), on the batching server. `batch` = mean items per ONNX Runtime batch "
+            "during the run (from /metrics)."
+        )
+        add("")
+        for endpoint, by_series in series_by_endpoint.items():
+            add(f"**{TITLES.get(endpoint, endpoint)}**")
+            add("")
+            add("| series | clients | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | batch |")
+            add("|---|---|---|---|---|---|---|---|---|")
+            for name, data in by_series.items():
+                if data.get("error"):
+                    add(f"| {name} | – | not measured: {data['error']} | | | | | | |")
+                    continue
+                for r in data.get("closed", []):
+                    lat = r["latency_ms"]
+                    add(
+                        f"| {name} | {r['concurrency']} | {_n(r['throughput'])} | "
+                        f"{_n(lat['p50'], 2)} | {_n(lat['p90'], 2)} | {_n(lat['p99'], 2)} | "
+                        f"{_n(lat['max'], 2)} | {_errors(r['errors'])} | "
+                        f"{_n((r.get('batching') or {}).get('mean_batch_size'))} |"
+                    )
+            add("")
+
+        add("## The service: open loop (Poisson arrivals), latency vs offered load")
+        add("")
+        for endpoint, by_series in series_by_endpoint.items():
+            png = docs_dir / f"benchmark-{endpoint}.png"
+            plot_endpoint(endpoint, by_series, raw, png, subtitle)
+            add(f"**{TITLES.get(endpoint, endpoint)}**")
+            add("")
+            add(f"![latency vs offered load, {endpoint}]({png.name})")
+            add("")
+            add(
+                "| series | × max | offered/s | achieved/s | p50 ms | p90 ms | p99 ms | max ms | "
+                "errors | send lag p99 ms | batch |"
+            )
+            add("|---|---|---|---|---|---|---|---|---|---|---|")
+            for name, data in by_series.items():
+                for r in data.get("open", []):
+                    lat = r["latency_ms"]
+                    add(
+                        f"| {name} | {r['fraction_of_max']:g} | {_n(r['offered'])} | "
+                        f"{_n(r['throughput'])} | {_n(lat['p50'], 2)} | {_n(lat['p90'], 2)} | "
+                        f"{_n(lat['p99'], 2)} | {_n(lat['max'], 2)} | {_errors(r['errors'])} | "
+                        f"{_n(r['send_lag_ms']['p99'], 2)} | "
+                        f"{_n((r.get('batching') or {}).get('mean_batch_size'))} |"
+                    )
+            add("")
+
+        add("## How close to the limits")
+        add("")
+        add(
+            "| endpoint | batching max req/s | no batching max | no-op max (HTTP limit) | "
+            "batching / no-op | worker limit items/s (best batch) | batching / worker limit |"
+        )
+        add("|---|---|---|---|---|---|---|")
+        for endpoint, by_series in series_by_endpoint.items():
+            b = by_series.get("batching", {}).get("max_throughput")
+            nb = by_series.get("no batching", {}).get("max_throughput")
+            noop = by_series.get("no-op", {}).get("max_throughput")
+            worker = ((raw or {}).get("endpoints", {}).get(endpoint) or {}).get(
+                "best_worker_items_per_s"
+            )
+            add(
+                f"| {endpoint} | {_n(b)} | {_n(nb)} | {_n(noop)} | "
+                f"{f'{b / noop:.0%}' if b and noop else '–'} | {_n(worker)} | "
+                f"{f'{b / worker:.0%}' if b and worker else '–'} |"
+            )
+        add("")
+
+    # -- profiles
+    if profiles:
+        add("## Where the time goes (py-spy)")
+        add("")
+        add(
+            "py-spy (`record --native --threads`, "
+            f"{next(iter(profiles.values())).get('rate_hz', '?')} Hz) sampled the batching server "
+            "during a closed loop of 64 clients. Every on-CPU sample is attributed to the frame "
+            "nearest the leaf that matches a category; `busy cores` is on-CPU samples over the "
+            "samples of one always-busy thread (≈ 1.0 when the server's core is saturated). "
+            "`µs/request` = share × busy cores / throughput. Raw collapsed stacks: "
+            f"`{_rel(results_dir)}/profile-*.txt.gz`."
+        )
+        add("")
+        for name, p in profiles.items():
+            if p.get("error"):
+                add(f"**{name}**: py-spy failed: `{p['error']}`")
+                add("")
+                continue
+            load = p.get("load", {})
+            per_request = p.get("cpu_us_per_request")
+            add(
+                f"**{name}**: {_n(load.get('throughput'))} req/s under the profiler, busy cores "
+                f"{p.get('busy_cores')}, CPU {_n(per_request)} µs/request; threads: "
+                + ", ".join(f"{k} {v['busy']:.2f}" for k, v in p.get("threads", {}).items())
+            )
+            add("")
+            add("| category (self time) | share | µs/request |")
+            add("|---|---|---|")
+            for c in p["categories"]:
+                if c["share"] < 0.005:
+                    continue
+                us = c["share"] * per_request if per_request else None
+                add(f"| {c['name']} | {c['share']:.1%} | {_n(us)} |")
+            add("")
+            inclusive = [i for i in p.get("inclusive", []) if i["share"] >= 0.005]
+            if inclusive:
+                add(
+                    "Inclusive (everything under): "
+                    + "; ".join(f"{i['name'].strip()} {i['share']:.1%}" for i in inclusive)
+                    + "."
+                )
+                add("")
+
+    if ANALYSIS.exists():
+        add("## Analysis")
+        add("")
+        add(ANALYSIS.read_text().strip())
+        add("")
+
+    out = docs_dir / "benchmarks.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out

@@ -48,7 +48,7 @@ _PROBE_AFTER_S = 0.005
 _RATE_SMOOTHING = 0.2
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Pending:
     item: Any
     future: asyncio.Future[Any]
@@ -155,6 +155,10 @@ class Batcher(Generic[ItemT, ResultT]):
         queued item is then skipped; a computing one's result is dropped)."""
         if pending.future.done():
             return
+        with contextlib.suppress(ValueError):  # still queued: free its place now
+            self._queue.remove(pending)
+            if self._metrics:
+                self._metrics.queue_depth.set(len(self._queue))
         waited_ms = (time.monotonic() - pending.enqueued) * 1000
         pending.future.set_exception(
             DeadlineExceeded(

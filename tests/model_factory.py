@@ -188,8 +188,9 @@ def image_model(
 
     `fail_when_mean_above` makes the graph raise for any batch holding an image whose mean
     pixel exceeds it (an all-white image, say); `fixed_batch` exports a graph whose batch axis
-    is fixed, which the server must refuse; `slowness` adds that many square MatMuls whose
-    result is multiplied by zero (the answer is unchanged, each batch just takes longer).
+    is fixed, which the server must refuse; `slowness` adds that many 64-channel 3×3
+    convolutions whose result is multiplied by zero (the answer is unchanged, each batch just
+    takes longer: about 10 M multiply-adds per layer for a 16×16 image).
     """
     labels = labels or (DIGITS if channels == 1 else CIFAR_LABELS)
     if digit_centering is None:
@@ -207,17 +208,24 @@ def image_model(
     ]
     initializers = [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(bias, "b")]
     if slowness:
-        square = rng.normal(0, 1 / np.sqrt(features), (features, features)).astype(np.float32)
+        widen = rng.normal(0, 0.1, (64, channels, 3, 3)).astype(np.float32)
+        mix = rng.normal(0, 1 / 24, (64, 64, 3, 3)).astype(np.float32)
         initializers += [
-            numpy_helper.from_array(square, "busy_W"),
+            numpy_helper.from_array(widen, "busy_widen"),
+            numpy_helper.from_array(mix, "busy_mix"),
             numpy_helper.from_array(np.zeros(1, np.float32), "busy_zero"),
         ]
-        previous = "flat"
-        for step in range(slowness):
-            nodes.append(helper.make_node("MatMul", [previous, "busy_W"], [f"busy_{step}"]))
-            previous = f"busy_{step}"
+        nodes.append(
+            helper.make_node("Conv", ["image", "busy_widen"], ["busy_0"], pads=[1, 1, 1, 1])
+        )
+        for step in range(1, slowness + 1):
+            nodes.append(
+                helper.make_node(
+                    "Conv", [f"busy_{step - 1}", "busy_mix"], [f"busy_{step}"], pads=[1, 1, 1, 1]
+                )
+            )
         nodes += [
-            helper.make_node("ReduceSum", [previous], ["busy_sum"], keepdims=1),
+            helper.make_node("ReduceSum", [f"busy_{slowness}"], ["busy_sum"], keepdims=0),
             helper.make_node("Mul", ["busy_sum", "busy_zero"], ["busy_nothing"]),
             helper.make_node("Add", ["logits", "busy_nothing"], ["slow_logits"]),
         ]

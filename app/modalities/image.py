@@ -165,11 +165,15 @@ def centre_digit(image: Image.Image) -> np.ndarray:
         gray.thumbnail((DIGIT_WORK_SIZE, DIGIT_WORK_SIZE), Image.Resampling.BOX)
     width, height = gray.size
     canvas = np.zeros((1, DIGIT_CANVAS, DIGIT_CANVAS), np.uint8)
-    ink = _ink(np.frombuffer(gray.tobytes(), np.uint8).reshape(height, width))
-    if ink is None:
+    found = _ink(np.frombuffer(gray.tobytes(), np.uint8).reshape(height, width))
+    if found is None:
         return canvas  # a blank page: the model will not be sure, and will say so
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
+    ink, noisy = found
+    # The digit's box: every inked pixel of a clean image (as MNIST), but only the clearly
+    # inked ones of a photo, so that a speck of dirt far away does not stretch the box.
+    strokes = ink >= _otsu_threshold(ink) if noisy else ink
+    rows = np.flatnonzero(strokes.any(axis=1))
+    cols = np.flatnonzero(strokes.any(axis=0))
     digit = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     height, width = digit.shape
     scale = DIGIT_BOX / max(width, height)
@@ -183,9 +187,9 @@ def centre_digit(image: Image.Image) -> np.ndarray:
     return canvas
 
 
-def _ink(pixels: np.ndarray) -> np.ndarray | None:
+def _ink(pixels: np.ndarray) -> tuple[np.ndarray, bool] | None:
     """How much ink each pixel holds (0 = none, 255 = the strongest stroke), whatever the paper
-    and ink colours; None when nothing is written.
+    and ink colours, and whether the background is noisy (a photo); None if nothing is written.
 
     The border says what the background is: a light border means dark ink on paper, so the
     levels are inverted. The background level, and anything no stronger than the border's
@@ -205,14 +209,26 @@ def _ink(pixels: np.ndarray) -> np.ndarray | None:
         strongest = int(pixels.max())
     if strongest - background < 26:  # no contrast at all: nothing written
         return None
+    noisy = noisiest - background > 4
     floor = background + min(0.5 * (strongest - background), 1.5 * (noisiest - background))
     if not light_paper and floor == 0 and strongest == 255:
-        return pixels
+        return pixels, noisy
     levels = np.arange(256, dtype=np.float32)
     if light_paper:
         levels = 255 - levels
     table = np.rint(np.clip((levels - floor) * (255 / (strongest - floor)), 0, 255))
-    return np.take(table.astype(np.uint8), pixels)
+    return np.take(table.astype(np.uint8), pixels), noisy
+
+
+def _otsu_threshold(ink: np.ndarray) -> int:
+    """The level that best splits ink from background (Otsu's method on the histogram)."""
+    histogram = np.bincount(ink.ravel(), minlength=256).astype(np.float64)
+    weight = np.cumsum(histogram)
+    total = weight[-1]
+    level_sum = np.cumsum(histogram * np.arange(256))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (level_sum[-1] * weight - level_sum * total) ** 2 / (weight * (total - weight))
+    return int(np.argmax(np.nan_to_num(between[:-1]))) + 1
 
 
 def _paste_by_centre_of_mass(canvas: np.ndarray, digit: np.ndarray) -> None:

@@ -1,0 +1,146 @@
+"""The committed models in models/ (mnist, cifar10, imdb, speech), served as shipped: they must
+load and validate, and answer real test data about as well as their cards say. Each test skips
+cleanly when its model (or the shared test data) is not there."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import COMMITTED_MODELS, REPO_ROOT, running_server, settings_for
+from model_factory import image_bytes
+from PIL import Image
+
+from app.card import ModelCard
+
+NAMES = ("mnist", "cifar10", "imdb", "speech")
+PRESENT = [n for n in NAMES if (COMMITTED_MODELS / n / "card.json").is_file()]
+DATA_DIR = Path(os.environ.get("SMS_DATA_DIR", REPO_ROOT.parent / "shared" / "datasets"))
+
+pytestmark = pytest.mark.skipif(not PRESENT, reason="no committed models in models/ yet")
+
+
+def needs(name: str) -> None:
+    if name not in PRESENT:
+        pytest.skip(f"models/{name} is not committed yet")
+
+
+def needs_data(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"test data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def committed() -> Iterator[httpx.Client]:
+    settings = settings_for(COMMITTED_MODELS, max_batch_size=32)
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=60) as http:
+        yield http
+
+
+def test_committed_models_are_ready_and_documented(committed: httpx.Client) -> None:
+    ready = committed.get("/readyz").json()
+    assert ready["ready"], ready["problems"]
+    for name in PRESENT:
+        detail = committed.get(f"/models/{name}").json()
+        card = ModelCard.model_validate(detail["card"])
+        assert card.metric("accuracy") is not None, f"{name}: no test accuracy on the card"
+        assert 0 < card.calibration.abstain_threshold < 1
+        assert detail["runtime"]["status"] == "ready"
+
+
+def _accuracy(predictions: list[dict], labels: list[str]) -> float:
+    return float(
+        np.mean([p["label"] == label for p, label in zip(predictions, labels, strict=True)])
+    )
+
+
+def test_mnist_reads_test_digits_and_photos_of_them(committed: httpx.Client) -> None:
+    needs("mnist")
+    images = needs_data(DATA_DIR / "mnist" / "t10k-images-idx3-ubyte.gz")
+    raw_labels = gzip.decompress((DATA_DIR / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    digits = np.frombuffer(gzip.decompress(images.read_bytes())[16:], np.uint8)
+    digits = digits.reshape(-1, 28, 28)[:64]
+    labels = [str(v) for v in raw_labels[8 : 8 + 64]]
+
+    def ask(pictures: list[bytes]) -> list[dict]:
+        files = [("files", (f"{i}.png", p, "image/png")) for i, p in enumerate(pictures)]
+        response = committed.post("/predict/image", files=files, data={"model": "mnist"})
+        assert response.status_code == 200, response.text
+        return response.json()["predictions"]
+
+    as_is = ask([image_bytes(d) for d in digits])
+    assert _accuracy(as_is, labels) >= 0.9
+    # The same digits as a phone might see them: dark ink on light paper, 4× larger, margin.
+    photos = []
+    for digit in digits:
+        page = np.full((160, 140), 235, np.uint8)
+        page[20:132, 14:126] = 235 - np.kron(digit, np.ones((4, 4), np.uint8)) * 0.85
+        photos.append(image_bytes(page, "JPEG", quality=90))
+    assert _accuracy(ask(photos), labels) >= 0.85
+
+
+def test_cifar10_classifies_test_images(committed: httpx.Client) -> None:
+    needs("cifar10")
+    grid = needs_data(DATA_DIR / "cifar10" / "test_00.webp")
+    classes = (DATA_DIR / "cifar10" / "classes.txt").read_text().split()
+    truth = (DATA_DIR / "cifar10" / "test_labels.txt").read_text().split()[:64]
+    pixels = np.asarray(Image.open(grid).convert("RGB"))
+    tiles = pixels.reshape(25, 32, 40, 32, 3).transpose(0, 2, 1, 3, 4).reshape(1000, 32, 32, 3)
+    files = [("files", (f"{i}.png", image_bytes(tiles[i]), "image/png")) for i in range(64)]
+    response = committed.post("/predict/image", files=files, data={"model": "cifar10"})
+    assert response.status_code == 200, response.text
+    labels = [classes[int(t)] for t in truth]
+    assert _accuracy(response.json()["predictions"], labels) >= 0.7
+
+
+def test_imdb_reads_test_reviews(committed: httpx.Client) -> None:
+    needs("imdb")
+    path = needs_data(DATA_DIR / "imdb" / "test.jsonl.gz")
+    reviews = []
+    with gzip.open(path, "rt") as lines:
+        for line in lines:
+            reviews.append(json.loads(line))
+            if len(reviews) == 2000:
+                break
+    rng = np.random.default_rng(0)
+    sample = [reviews[i] for i in rng.choice(len(reviews), 40, replace=False)]
+    texts = [r["text"][:5000] for r in sample]
+    response = committed.post("/predict/sentiment", json={"texts": texts, "model": "imdb"})
+    assert response.status_code == 200, response.text
+    labels = ["positive" if r["label"] == 1 else "negative" for r in sample]
+    assert _accuracy(response.json()["predictions"], labels) >= 0.75
+
+
+def test_speech_recognises_keywords(committed: httpx.Client) -> None:
+    needs("speech")
+    root = needs_data(DATA_DIR / "speech_commands")
+    files, labels = [], []
+    for word in ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"):
+        for clip in sorted((root / word).glob("*.flac"))[-4:]:
+            files.append(("files", (clip.name, clip.read_bytes(), "audio/flac")))
+            labels.append(word)
+    response = committed.post("/predict/speech", files=files, data={"model": "speech"})
+    assert response.status_code == 200, response.text
+    assert _accuracy(response.json()["predictions"], labels) >= 0.7
+
+
+def test_speech_takes_a_plain_wav_too(committed: httpx.Client) -> None:
+    needs("speech")
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(8000, np.float32), 8000, format="WAV")
+    response = committed.post(
+        "/predict/speech", files={"files": ("quiet.wav", buffer.getvalue(), "audio/wav")}
+    )
+    assert response.status_code == 200, response.text
+    card = ModelCard.model_validate(committed.get("/models/speech").json()["card"])
+    assert response.json()["predictions"][0]["label"] in card.labels

@@ -1,7 +1,8 @@
 """Where the server's time goes: py-spy samples of the server under load, summarised.
 
-`record` runs `py-spy record --native --threads --format raw` (collapsed stacks, idle threads
-left out, so every sample is a thread on the CPU or runnable) against the server's pid.
+`record` runs `py-spy record --native --threads --format raw` (collapsed stacks) against the
+server's pid. Samples of threads blocked on a lock, a condition or epoll are set apart (py-spy
+counts some of them as active), so the rest are threads on the CPU.
 `summarise` attributes every sample to one cost category, by the frame nearest the leaf that
 matches a category (a sample in libpng under Pillow under the image decoder counts as image
 decoding; one in libc under uvloop's write path counts as the event loop and socket I/O), and
@@ -46,6 +47,17 @@ CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
     ]
 ]
 OTHER = "other (interpreter, libc)"
+# py-spy's idle detection does not see threads blocked in these (with --native they count as
+# active): a sample whose frames nearest the leaf wait on a lock, a condition or epoll is not
+# on the CPU. Waiting for work (an idle worker, the event loop polling) and waiting for the
+# GIL or another lock are told apart, and neither counts as CPU time.
+WAIT_FRAME = re.compile(
+    r"^(PyThread_acquire_lock_timed|pthread_cond_timedwait|pthread_cond_wait|take_gil|"
+    r"sem_timedwait|sem_wait|sem_clockwait|epoll_pwait|epoll_wait|__futex|futex|poll|select) "
+)
+IDLE_FRAME = re.compile(r"_queue_SimpleQueue_get|uv__io_poll|epoll|_worker \(concurrent/")
+IDLE = "idle (waiting for work or events)"
+WAITING = "waiting (GIL or a lock)"
 
 # Inclusive shares: a sample counts for every key function on its stack.
 KEY_FRAMES: dict[str, re.Pattern[str]] = {
@@ -121,29 +133,36 @@ def _thread_kind(name: str) -> str:
 
 def summarise(raw: str, seconds: float, rate: int) -> dict[str, Any]:
     samples = _parse(raw)
-    total = sum(count for _, _, count in samples)
     categories: Counter[str] = Counter()
     by_thread: Counter[str] = Counter()
     by_thread_category: dict[str, Counter[str]] = {}
     inclusive: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
+    waits: Counter[str] = Counter()
+    culprits: dict[str, Counter[str]] = {}
     for thread, frames, count in samples:
         kind = _thread_kind(thread)
+        wait = _waiting(frames)
+        if wait is not None:
+            waits[f"{kind}: {wait}"] += count
+            continue
         by_thread[kind] += count
-        category = OTHER
+        category, culprit = OTHER, frames[-1] if frames else "?"
         for frame in reversed(frames):
             hit = next((name for name, pattern in CATEGORIES if pattern.search(frame)), None)
             if hit is not None:
-                category = hit
+                category, culprit = hit, frame
                 break
         categories[category] += count
+        culprits.setdefault(category, Counter())[_unnumbered(culprit)] += count
         by_thread_category.setdefault(kind, Counter())[category] += count
         for name, pattern in KEY_FRAMES.items():
             if any(pattern.search(frame) for frame in frames):
                 inclusive[name] += count
         if frames:
-            leaves[re.sub(r":\d+\)$", ")", frames[-1])] += count
+            leaves[_unnumbered(frames[-1])] += count
     possible = seconds * rate  # samples one always-busy thread would give
+    total = sum(categories.values()) or 1  # samples on the CPU
 
     def share(counter: Counter[str]) -> list[dict[str, Any]]:
         return [
@@ -153,6 +172,7 @@ def summarise(raw: str, seconds: float, rate: int) -> dict[str, Any]:
 
     return {
         "samples": total,
+        "samples_not_on_cpu": sum(waits.values()),
         "seconds": seconds,
         "rate_hz": rate,
         "busy_cores": round(total / possible, 3) if possible else None,
@@ -164,13 +184,32 @@ def summarise(raw: str, seconds: float, rate: int) -> dict[str, Any]:
             }
             for kind, n in by_thread.most_common()
         },
-        "categories": share(categories),
+        "categories": [
+            {**row, "top_frames": share(Counter(dict(culprits[row["name"]].most_common(6))))}
+            for row in share(categories)
+        ],
         "inclusive": [
             {"name": name, "samples": inclusive[name], "share": round(inclusive[name] / total, 4)}
             for name in KEY_FRAMES
         ],
         "top_leaves": share(Counter(dict(leaves.most_common(25)))),
+        "not_on_cpu": {
+            name: {"samples": n, "of_one_thread": round(n / possible, 3) if possible else None}
+            for name, n in waits.most_common()
+        },
     }
+
+
+def _unnumbered(frame: str) -> str:
+    return re.sub(r":\d+\)$", ")", frame)
+
+
+def _waiting(frames: list[str]) -> str | None:
+    """IDLE or WAITING when the resolved frames nearest the leaf block, else None."""
+    resolved = [f for f in reversed(frames) if not f.startswith("0x")][:3]
+    if not resolved or not WAIT_FRAME.search(resolved[0]):
+        return None
+    return IDLE if any(IDLE_FRAME.search(f) for f in resolved) else WAITING
 
 
 def save_raw(raw_path: Path, out_gz: Path) -> None:

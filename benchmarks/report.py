@@ -55,6 +55,13 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def _short(frame: str) -> str:
+    """`func (path/to/file.py)` → `func (file.py)`; native frames keep their library."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit("/", 1)[-1]
+    return f"{name} ({where})" if where else name
+
+
 def plot_endpoint(
     endpoint: str, series: dict[str, Any], raw: dict[str, Any] | None, out: Path, subtitle: str
 ) -> None:
@@ -75,17 +82,26 @@ def plot_endpoint(
         ax.plot(x, [r["latency_ms"]["p50"] for r in runs], "s--", color=color, label=f"{name} p50")
         if data.get("max_throughput"):
             ax.axvline(data["max_throughput"], color=color, linestyle=":", linewidth=1)
+    offered = [r["offered"] for data in series.values() for r in data.get("open", [])]
+    right = max(offered, default=1.0) * 1.1
+    ax.set_xlim(0, right)
     if raw and endpoint in raw.get("endpoints", {}):
         limit = raw["endpoints"][endpoint]["best_worker_items_per_s"]
-        ax.axvline(limit, color="grey", linestyle="-.", linewidth=1)
+        label = f"worker limit (decode + ORT, best batch): {limit:,.0f}/s"
+        if limit <= right:
+            ax.axvline(limit, color="grey", linestyle="-.", linewidth=1)
+            where = (limit, 0.02)
+        else:
+            label += " →"
+            where = (right, 0.02)
         ax.annotate(
-            "worker limit\n(decode+ORT, best batch)",
-            (limit, 0.98),
+            label,
+            where,
             xycoords=("data", "axes fraction"),
             fontsize=7,
             color="grey",
             ha="right",
-            va="top",
+            va="bottom",
         )
     if endpoint == "mnist":
         ax.axhline(25, color="red", linestyle=":", linewidth=1)
@@ -430,7 +446,7 @@ def write_report(results_dir: Path, docs_dir: Path) -> Path:
         add("")
         add(
             "py-spy (`record --native --threads`, "
-            f"{next(iter(profiles.values())).get('rate_hz', '?')} Hz) sampled the batching server "
+            f"{meta.get('profile_rate_hz', '?')} Hz) sampled the batching server "
             "during a closed loop of 64 clients. Every on-CPU sample is attributed to the frame "
             "nearest the leaf that matches a category; `busy cores` is on-CPU samples over the "
             "samples of one always-busy thread (≈ 1.0 when the server's core is saturated). "
@@ -451,14 +467,27 @@ def write_report(results_dir: Path, docs_dir: Path) -> Path:
                 + ", ".join(f"{k} {v['busy']:.2f}" for k, v in p.get("threads", {}).items())
             )
             add("")
-            add("| category (self time) | share | µs/request |")
-            add("|---|---|---|")
+            add("| category (self time) | share | µs/request | hottest frames (share of all) |")
+            add("|---|---|---|---|")
             for c in p["categories"]:
                 if c["share"] < 0.005:
                     continue
                 us = c["share"] * per_request if per_request else None
-                add(f"| {c['name']} | {c['share']:.1%} | {_n(us)} |")
+                frames = ", ".join(
+                    f"`{_short(f['name'])}` {f['share']:.1%}"
+                    for f in c.get("top_frames", [])[:3]
+                    if f["share"] >= 0.003
+                )
+                add(f"| {c['name']} | {c['share']:.1%} | {_n(us)} | {frames} |")
             add("")
+            waits = p.get("not_on_cpu", {})
+            if waits:
+                add(
+                    "Not on the CPU (fraction of one thread's samples): "
+                    + "; ".join(f"{k} {v['of_one_thread']:.2f}" for k, v in waits.items())
+                    + "."
+                )
+                add("")
             inclusive = [i for i in p.get("inclusive", []) if i["share"] >= 0.005]
             if inclusive:
                 add(

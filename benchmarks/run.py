@@ -526,6 +526,7 @@ def run_all(
         "command": "python -m benchmarks " + shlex.join(argv or sys.argv[1:]),
         "plan": asdict(plan),
         "fixture_models": fixture_models,
+        "profile_rate_hz": PROFILE_RATE_HZ,
         "server_core": SERVER_CORE if cores else None,
         "client_core": CLIENT_CORE if cores else None,
         "configs": CONFIGS,

@@ -86,12 +86,14 @@ class Settings(BaseSettings):
     max_items: int = Field(
         64, ge=1, description="Most files or texts in one request; more gets 422."
     )
-    max_top_k: int = Field(10, ge=1, description="Largest `top_k` a client may ask for.")
+    max_top_k: int = Field(
+        10, ge=1, description="Cap on `top_k` (a larger request is capped, as is the label count)."
+    )
 
     serve_partial: bool = Field(
         False,
         description="Serve the healthy models when one is broken (it is listed with its error "
-        "on /models and /readyz) instead of never becoming ready.",
+        "on /models and /readyz) instead of refusing to start.",
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     log_level: str = Field("INFO", description="Python log level name.")

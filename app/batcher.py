@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import time
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from app.errors import BatchFailed, ClientDisconnected, DeadlineExceeded, NotReady, QueueFull
+from app.logs import request_id_var
 from app.metrics import BatcherMetrics
 
 log = logging.getLogger("app.batcher")
@@ -55,6 +57,7 @@ class _Pending:
     enqueued: float
     deadline: float
     abandoned: Callable[[], bool] | None
+    request_id: str
     timer: asyncio.TimerHandle | None = None
 
 
@@ -126,11 +129,11 @@ class Batcher(Generic[ItemT, ResultT]):
             )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ResultT] = loop.create_future()
-        pending = _Pending(item, future, now, deadline, abandoned)
+        pending = _Pending(item, future, now, deadline, abandoned, request_id_var.get())
         pending.timer = loop.call_later(deadline - now, self._expire, pending)
         self._queue.append(pending)
-        if self._task is None:
-            self._task = loop.create_task(self._batch_forever(), name=f"batcher-{self.name}")
+        if self._task is None or self._task.done():
+            self._start_batching(loop)
         if len(self._queue) >= self._wake_at_length:
             self._wake_up()
         if self._metrics:
@@ -169,6 +172,19 @@ class Batcher(Generic[ItemT, ResultT]):
             self._metrics.deadline.inc()
 
     # -- batching task ---------------------------------------------------------------------
+
+    def _start_batching(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start (or, after a crash, restart) the batching task, in a context of its own so its
+        log lines do not carry the id of the request that happened to start it."""
+        if self._task is not None and not self._task.cancelled() and self._task.exception():
+            log.error(
+                "model %r: batching task died; restarting it",
+                self.name,
+                exc_info=self._task.exception(),
+            )
+        self._task = loop.create_task(
+            self._batch_forever(), name=f"batcher-{self.name}", context=contextvars.Context()
+        )
 
     def _wake_up(self) -> None:
         wake = self._wake
@@ -264,7 +280,13 @@ class Batcher(Generic[ItemT, ResultT]):
                     f"process returned {len(results)} results for {len(batch)} items"
                 )
         except Exception as exc:
-            log.error("model %r: batch of %d items failed", self.name, len(batch), exc_info=exc)
+            log.error(
+                "model %r: batch of %d items failed (requests %s)",
+                self.name,
+                len(batch),
+                ", ".join(sorted({pending.request_id for pending in batch})),
+                exc_info=exc,
+            )
             if self._metrics:
                 self._metrics.failures.inc()
             message = (

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 import soxr
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from app.card import AudioPreprocessing, ModelCard
@@ -118,6 +118,31 @@ class SpeechPrediction(Prediction):
 
 
 class SpeechResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "speech",
+                    "version": "1.0.0",
+                    "request_id": "5f0c2a9e41b37d86",
+                    "predictions": [
+                        {
+                            "file": "yes.wav",
+                            "label": "yes",
+                            "probability": 0.991203,
+                            "abstain": False,
+                            "top_k": [
+                                {"label": "yes", "probability": 0.991203},
+                                {"label": "left", "probability": 0.004711},
+                                {"label": "unknown", "probability": 0.002093},
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     model: str
     version: str
     request_id: str

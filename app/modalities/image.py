@@ -15,7 +15,7 @@ import io
 import numpy as np
 from fastapi import APIRouter, Request
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from app.card import ImagePreprocessing, ModelCard
@@ -257,6 +257,31 @@ class ImagePrediction(Prediction):
 
 
 class ImagePredictionResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "mnist",
+                    "version": "1.0.0",
+                    "request_id": "5f0c2a9e41b37d86",
+                    "predictions": [
+                        {
+                            "file": "digit.png",
+                            "label": "7",
+                            "probability": 0.991203,
+                            "abstain": False,
+                            "top_k": [
+                                {"label": "7", "probability": 0.991203},
+                                {"label": "9", "probability": 0.004711},
+                                {"label": "1", "probability": 0.002093},
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     model: str
     version: str
     request_id: str

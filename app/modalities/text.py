@@ -131,6 +131,30 @@ class TextPrediction(Prediction):
 
 
 class SentimentResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "imdb",
+                    "version": "1.0.0",
+                    "request_id": "5f0c2a9e41b37d86",
+                    "predictions": [
+                        {
+                            "label": "positive",
+                            "score": 0.973114,
+                            "probability": 0.973114,
+                            "abstain": False,
+                            "top_k": [
+                                {"label": "positive", "probability": 0.973114},
+                                {"label": "negative", "probability": 0.026886},
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     model: str
     version: str
     request_id: str

@@ -92,22 +92,29 @@ def test_deadline_that_cannot_be_met_answers_504_in_time(overload_repo: Path) ->
         assert predict(url, "slow", **{"X-Deadline-Ms": "60000"}).status_code == 200
 
 
-def test_failing_batch_fails_only_its_own_requests(overload_repo: Path) -> None:
+def test_failing_batch_fails_only_its_own_requests(
+    overload_repo: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     settings = settings_for(overload_repo, max_batch_size=1, max_delay_ms=0)
     with running_server(settings) as url:
         with ThreadPoolExecutor(6) as pool:
             values = [255, 10, 20, 255, 30, 40]  # white images make the graph fail
             responses = list(pool.map(lambda v: predict(url, "fragile", v), values))
+        failed_ids: list[str] = []
         for value, response in zip(values, responses, strict=True):
             if value == 255:
                 assert response.status_code == 500, response.text
                 error = response.json()["error"]
                 assert error["code"] == "batch_failed"
                 assert error["request_id"] == response.headers["x-request-id"]
+                failed_ids.append(error["request_id"])
             else:
                 assert response.status_code == 200, response.text
         assert metric(url, 'sms_batch_failures_total{model="fragile"}') == 2
         assert predict(url, "fragile", 50).status_code == 200
+    logged = capfd.readouterr().err
+    for request_id in failed_ids:  # the log names the requests of the failed batch
+        assert f"batch of 1 items failed (requests {request_id})" in logged
 
 
 def test_one_batch_shares_its_failure_and_the_next_batch_is_fine(overload_repo: Path) -> None:

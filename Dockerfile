@@ -86,9 +86,12 @@ WORKDIR /app
 # Root-owned and read-only for the service user: the code and models cannot be changed by it.
 COPY app/ ./app/
 COPY models/ ./models/
+# HOME=/tmp: the one writable place under compose's read-only root (a tmpfs there), for the
+# caches libraries keep in $HOME (ONNX Runtime, CUDA's kernel cache).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
     SMS_MODELS_DIR=/app/models \
     SMS_HOST=0.0.0.0 \
     SMS_PORT=8000

@@ -229,5 +229,5 @@ IMAGE=$(docker inspect -f '{{.Config.Image}}' "$CID")
 BYTES=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 MB=$(awk "BEGIN {printf \"%.1f\", $BYTES / 1e6}")
 say "image $IMAGE: $MB MB ($BYTES bytes; limit $MAX_IMAGE_MB MB)"
-docker images "${IMAGE%%:*}" --format '   {{.Repository}}:{{.Tag}}  {{.Size}}  {{.ID}}'
+docker images "${IMAGE%%:*}" --format '{{.Repository}}:{{.Tag}}  {{.Size}}  {{.ID}}' | sed 's/^/   /'
 awk "BEGIN {exit !($BYTES <= $MAX_IMAGE_MB * 1e6)}" || { echo "image over $MAX_IMAGE_MB MB"; exit 1; }

@@ -127,22 +127,20 @@ def test_one_batch_shares_its_failure_and_the_next_batch_is_fine(overload_repo: 
         assert predict(url, "fragile", 10).status_code == 200
 
 
-def _send_and_hang_up(url: str, body: bytes, content_type: str) -> None:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        head = (
-            f"POST /predict/image HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        sock.sendall(head + body)
-        time.sleep(0.05)  # let the server read it and queue the item
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
 
 
 def test_request_of_a_disconnected_client_is_not_computed(overload_repo: Path) -> None:
     settings = settings_for(overload_repo, max_batch_size=1, max_delay_ms=0)
     with running_server(settings) as url:
-        one_batch = batch_seconds(url, "slow")
-        computed_before = metric(url, 'sms_batch_size_count{model="slow"}')
+        batch_seconds(url, "slow")
+        batches = 'sms_batch_size_count{model="slow"}'
+        queued = 'sms_queue_depth{model="slow"}'
+        computed_before = metric(url, batches)
         request = httpx.Client().build_request(
             "POST",
             f"{url}/predict/image",
@@ -150,11 +148,20 @@ def test_request_of_a_disconnected_client_is_not_computed(overload_repo: Path) -
             data={"model": "slow"},
         )
         body = request.read()
+        head = (
+            f"POST /predict/image HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: {request.headers['content-type']}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
         busy = threading.Thread(target=predict, args=(url, "slow"))
         busy.start()
-        time.sleep(one_batch / 4)
-        _send_and_hang_up(url, body, request.headers["content-type"])
+        _wait_for(lambda: metric(url, batches) == computed_before + 1)  # the worker is busy
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head + body)
+            _wait_for(lambda: metric(url, queued) == 1)  # our request waits in the queue
+        # The client has hung up while its request waits behind the busy batch.
         busy.join()
-        time.sleep(one_batch / 2)
+        _wait_for(lambda: metric(url, queued) == 0)
         assert metric(url, 'sms_rejections_total{model="slow",reason="disconnected"}') == 1
-        assert metric(url, 'sms_batch_size_count{model="slow"}') == computed_before + 1
+        assert metric(url, batches) == computed_before + 1  # only the busy request was computed

@@ -15,7 +15,7 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
-from app.errors import InvalidInput, ServiceError, UnsupportedMediaType
+from app.errors import InvalidInput, ServiceError
 from app.logs import request_id_var
 from app.modalities.base import Scores, prediction_dict
 
@@ -50,16 +50,6 @@ def deadline_of(request: Request) -> float:
         if not budget_ms > 0:
             raise InvalidInput(f"X-Deadline-Ms must be a positive number of ms, got {header!r}")
     return arrival + budget_ms / 1000
-
-
-def require_content_type(request: Request, *accepted: str) -> None:
-    """415 unless the request body's media type is one of `accepted`."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type not in accepted:
-        raise UnsupportedMediaType(
-            f"content type {media_type or '(none)'!r} is not accepted here; send "
-            + " or ".join(accepted)
-        )
 
 
 def disconnect_probe(receive: Receive) -> Callable[[], bool]:

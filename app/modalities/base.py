@@ -33,7 +33,7 @@ class Upload(NamedTuple):
     """One uploaded file as the worker receives it: the client's file name and its bytes."""
 
     name: str
-    data: bytes | bytearray
+    data: bytes
 
 
 class Scores(NamedTuple):

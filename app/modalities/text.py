@@ -19,14 +19,9 @@ from starlette.responses import Response
 
 from app.card import ModelCard, TextPreprocessing
 from app.errors import InvalidInput, error_responses
+from app.forms import require_content_type
 from app.modalities.base import CardMismatch, Modality, Prediction
-from app.predict import (
-    find_model,
-    json_response,
-    predictions_response,
-    require_content_type,
-    run_items,
-)
+from app.predict import find_model, json_response, predictions_response, run_items
 from app.runtime import batch_buckets, bucket_for
 from app.tokenizer import Tokenizer
 

@@ -87,14 +87,19 @@ class ModelSession:
         max_batch_size: int,
     ) -> None:
         requested = _requested_providers(policy)
+        options = _session_options(intra_op_threads, inter_op_threads)
         try:
-            self.session = ort.InferenceSession(
-                str(path),
-                sess_options=_session_options(intra_op_threads, inter_op_threads),
-                providers=requested,
-            )
+            self.session = ort.InferenceSession(str(path), options, providers=requested)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-            raise SessionError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+            if policy != "auto" or CUDA not in requested:
+                raise SessionError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+            # Some builds raise instead of falling back when the CUDA libraries are broken.
+            log.warning("%s: the CUDA provider failed (%s); trying the CPU", path, exc)
+            requested = [CPU]
+            try:
+                self.session = ort.InferenceSession(str(path), options, providers=requested)
+            except Exception as cpu_exc:
+                raise SessionError(f"{path}: ONNX Runtime cannot load it: {cpu_exc}") from exc
         self.providers: list[str] = self.session.get_providers()
         if CUDA in requested and CUDA not in self.providers:
             if policy == "cuda":

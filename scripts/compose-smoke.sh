@@ -225,6 +225,16 @@ if failures:
     sys.exit(1)
 PY
 
+say "inside the container"
+"${COMPOSE[@]}" exec -T api python -c "
+import importlib.util, os
+uid = os.getuid()
+print(f'   {\"ok  \" if uid else \"FAIL\"} runs as uid {uid}, PID 1 is', open('/proc/1/cmdline').read().replace(chr(0), ' ').strip())
+missing = [m for m in ('torch', 'pytest', 'tests') if importlib.util.find_spec(m) is None]
+print(f'   {\"ok  \" if len(missing) == 3 else \"FAIL\"} not importable: {missing}')
+raise SystemExit(0 if uid and len(missing) == 3 else 1)
+"
+
 IMAGE=$(docker inspect -f '{{.Config.Image}}' "$CID")
 BYTES=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 MB=$(awk "BEGIN {printf \"%.1f\", $BYTES / 1e6}")

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import COMMITTED_MODELS, REPO_ROOT, running_server, settings_for
 from model_factory import image_bytes
 from PIL import Image
+from serving_harness import COMMITTED_MODELS, REPO_ROOT, running_server, settings_for
 
 from app.card import ModelCard
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, running_server, settings_for
 from model_factory import digit_strokes, image_bytes, image_model
 from PIL import Image
+from serving_harness import REPO_ROOT, running_server, settings_for
 
 from app.modalities.image import centre_digit
 

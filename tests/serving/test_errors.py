@@ -8,8 +8,8 @@ import zlib
 import httpx
 import numpy as np
 import pytest
-from conftest import running_server, settings_for
 from model_factory import digit_strokes, image_bytes, standard_repository
+from serving_harness import running_server, settings_for
 
 
 def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> dict:

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import running_server, settings_for
 from model_factory import image_bytes, image_model
+from serving_harness import running_server, settings_for
 
 # 40 convolutions of 64 channels over 64×64: a batch of one takes ~0.2 s on this project's
 # 2-core machines (tests measure it rather than assume it).

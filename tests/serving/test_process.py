@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO_ROOT, running_server, settings_for
 from model_factory import digit_strokes, image_bytes, text_model
+from serving_harness import REPO_ROOT, running_server, settings_for
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 

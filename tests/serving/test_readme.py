@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import REPO_ROOT
+from serving_harness import REPO_ROOT
 
 from app.main import create_app
 from app.settings import Settings

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import running_server, settings_for
 from model_factory import digit_strokes, image_bytes, image_model, rewrite_card, text_model
+from serving_harness import running_server, settings_for
 
 from app.card import sha256_of
 from app.main import StartupError, create_app

@@ -46,6 +46,8 @@ DIGIT_CANVAS = 28
 DIGIT_CENTRE = 14.0
 # Photos are shrunk to this before looking for the digit: plenty for a 20-px result.
 DIGIT_WORK_SIZE = 160
+_EXIF_FORMATS = frozenset({"JPEG", "WEBP"})  # where cameras and phones write orientation
+_ORIENTATION = 0x0112  # EXIF tag
 
 
 class ImageModality(Modality):
@@ -77,11 +79,14 @@ class ImageModality(Modality):
         return f"{raw.name}: cannot decode image: {exc}"
 
     def decode(self, raw: Upload) -> np.ndarray:
-        image = open_image(raw, self.max_pixels)
         prep = self.prep
         if prep.digit_centering:
-            return centre_digit(image)
-        return fit_image(image, self.mode, prep.width, prep.height)
+            draft = ("L", (DIGIT_WORK_SIZE, DIGIT_WORK_SIZE))
+            return centre_digit(open_image(raw, self.max_pixels, draft))
+        draft = (self.mode, (prep.width, prep.height))
+        return fit_image(
+            open_image(raw, self.max_pixels, draft), self.mode, prep.width, prep.height
+        )
 
     def collate(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:  # type: ignore[override]
         batch = np.stack(arrays)
@@ -101,8 +106,14 @@ class ImageModality(Modality):
 # -- decoding ------------------------------------------------------------------------------
 
 
-def open_image(upload: Upload, max_pixels: int) -> Image.Image:
-    """Open and fully decode one upload, refusing decompression bombs before decoding."""
+def open_image(
+    upload: Upload, max_pixels: int, draft: tuple[str, tuple[int, int]] | None = None
+) -> Image.Image:
+    """Open and fully decode one upload, refusing decompression bombs before decoding.
+
+    `draft` (mode, size) lets libjpeg decode a big photo straight at a reduced scale, no smaller
+    than `size`. A photo's EXIF orientation is applied, so a phone picture arrives upright.
+    """
     try:
         image = Image.open(io.BytesIO(upload.data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
@@ -118,7 +129,11 @@ def open_image(upload: Upload, max_pixels: int) -> Image.Image:
             f"of {max_pixels} (SMS_MAX_IMAGE_PIXELS)"
         )
     try:
+        if draft is not None and image.format == "JPEG":
+            image.draft(*draft)
         image.load()
+        if image.format in _EXIF_FORMATS and image.getexif().get(_ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidInput(
             f"{upload.name}: corrupt or truncated {image.format} data: {exc}"
@@ -142,8 +157,6 @@ def _without_alpha(image: Image.Image) -> Image.Image:
 
 def fit_image(image: Image.Image, mode: str, width: int, height: int) -> np.ndarray:
     """Resize the shorter side and centre-crop to width×height; uint8 CHW."""
-    if image.format == "JPEG":
-        image.draft(mode, (width, height))  # let libjpeg scale big photos down while decoding
     image = _without_alpha(image).convert(mode)
     if image.size != (width, height):
         image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
@@ -158,8 +171,6 @@ def centre_digit(image: Image.Image) -> np.ndarray:
 
     Works on 8-bit levels like MNIST itself; Pillow only scales the cropped digit.
     """
-    if image.format == "JPEG":
-        image.draft("L", (DIGIT_WORK_SIZE, DIGIT_WORK_SIZE))
     gray = _without_alpha(image).convert("L")
     if max(gray.size) > DIGIT_WORK_SIZE:
         gray.thumbnail((DIGIT_WORK_SIZE, DIGIT_WORK_SIZE), Image.Resampling.BOX)

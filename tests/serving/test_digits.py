@@ -129,3 +129,25 @@ def test_a_photographed_digit_is_recognised_over_http(tmp_path: Path) -> None:
             )
             assert response.status_code == 200, response.text
             assert response.json()["predictions"][0]["label"] == name
+
+
+def test_a_phone_photo_is_turned_upright_by_its_exif_orientation() -> None:
+    """Phones store pictures sideways and say so in EXIF; the digit must arrive upright."""
+    from PIL import Image as PILImage
+
+    upright = photo_of(SHAPES["7"]())
+    sideways = upright.transpose(PILImage.Transpose.ROTATE_90)  # as the sensor stored it
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    buffers = []
+    for picture, extra in ((upright, {}), (sideways, {"exif": exif.tobytes()})):
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=95, **extra)
+        buffers.append(buffer.getvalue())
+    from app.modalities.base import Upload
+    from app.modalities.image import open_image
+
+    prepared = [centre_digit(open_image(Upload("p.jpg", data), 10**8))[0] for data in buffers]
+    assert similarity(prepared[0], prepared[1]) > 0.95
+    ignoring_exif = centre_digit(PILImage.open(io.BytesIO(buffers[1])))[0]
+    assert similarity(prepared[0], ignoring_exif) < 0.5  # the test would notice a sideways 7

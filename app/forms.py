@@ -26,6 +26,10 @@ _PARAMETER = re.compile(rb';\s*([!#$%&\'*+.^`|~\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*
 _ESCAPED = re.compile(rb"\\(.)")
 
 
+class TooManyParts(InvalidInput):
+    """More parts than the caller allows (it knows what the limit means to the client)."""
+
+
 @dataclass(slots=True)
 class Part:
     name: str
@@ -125,7 +129,7 @@ def parse_multipart(body: bytes, boundary: bytes, max_parts: int) -> list[Part]:
         if line_end < 0 or body[position:line_end].strip(b" \t"):
             raise BadRequest("malformed multipart body: bad boundary line")
         if len(parts) == max_parts:
-            raise InvalidInput(f"more than {max_parts} parts in the form (SMS_MAX_ITEMS)")
+            raise TooManyParts(f"more than {max_parts} parts in the form")
         headers_start = line_end + 2
         if body.startswith(b"\r\n", headers_start):  # a part without headers
             headers_end = headers_start

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from app.errors import InvalidInput, UnsupportedMediaType, error_responses
-from app.forms import Form, read_form
+from app.forms import Form, TooManyParts, read_form
 from app.modalities.base import Upload
 
 UPLOAD_ERRORS = error_responses(400, 404, 413, 415, 422, 500, 503, 504)
@@ -31,7 +31,12 @@ async def read_uploads(request: Request, accepted_types: Collection[str], kind: 
     bytes decide, in the worker.
     """
     max_items: int = request.app.state.settings.max_items
-    form = await read_form(request, max_parts=max_items + _OTHER_FIELDS)
+    try:
+        form = await read_form(request, max_parts=max_items + _OTHER_FIELDS)
+    except TooManyParts:
+        raise InvalidInput(
+            f"too many files in one request; the limit is {max_items} (SMS_MAX_ITEMS)"
+        ) from None
     parts = form.files(FILES_FIELD)
     if not parts:
         raise InvalidInput(

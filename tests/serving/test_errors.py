@@ -157,6 +157,8 @@ def test_too_many_files(limited: httpx.Client) -> None:
     png = image_bytes(digit_strokes())
     files = [("files", (f"{i}.png", png, "image/png")) for i in range(4)]
     assert_error(limited.post("/predict/image", files=files), 422, "invalid_input", "limit is 3")
+    flood = [("files", (f"{i}", b"x", "image/png")) for i in range(200)]  # refused early
+    assert_error(limited.post("/predict/image", files=flood), 422, "invalid_input", "limit is 3")
 
 
 def test_missing_and_empty_files(client: httpx.Client) -> None:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.errors import BadRequest, InvalidInput
-from app.forms import header_parameters, parse_multipart
+from app.forms import TooManyParts, header_parameters, parse_multipart
 
 # Names as clients write them unescaped: httpx (like browsers) percent-encodes quotes, backslashes
 # and control characters, and servers hand those on as they are.
@@ -100,5 +100,5 @@ def test_preamble_epilogue_padding_and_unquoted_names() -> None:
 
 def test_part_count_is_bounded() -> None:
     body, boundary = encode({}, [(f"{i}.png", b"x", "image/png") for i in range(4)])
-    with pytest.raises(InvalidInput, match="more than 3 parts"):
+    with pytest.raises(TooManyParts, match="more than 3 parts"):
         parse_multipart(body, boundary, max_parts=3)

@@ -9,6 +9,7 @@ file, field or limit. FastAPI's own validation errors, 404 and 405 are rewritten
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -37,10 +38,12 @@ class ServiceError(HTTPException):
         status_code: int | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(status_code or type(self).status_code, message, headers)
         self.message = message
         self.code = code or type(self).code
+        self.details = details
 
 
 class BadRequest(ServiceError):
@@ -127,7 +130,7 @@ def error_response(
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+    return error_response(exc.status_code, exc.code, exc.message, exc.headers, exc.details)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -145,14 +148,20 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+def validation_failure(errors: Sequence[Any]) -> InvalidInput:
+    """pydantic/FastAPI validation errors as one 422: a readable message plus per-field details."""
     details = [
         {"field": _location(err.get("loc", ())), "problem": str(err.get("msg", ""))}
-        for err in exc.errors()
+        for err in errors
     ]
     message = "; ".join(f"{d['field']}: {d['problem']}" for d in details) or "invalid request"
-    return error_response(422, "invalid_input", message, details=details)
+    return InvalidInput(message, details=details)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    failure = validation_failure(exc.errors())
+    return error_response(422, failure.code, failure.message, details=failure.details)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -24,6 +24,7 @@ from app.forms import multipart_openapi
 from app.modalities.base import CardMismatch, Modality, Prediction, Upload
 from app.modalities.uploads import UPLOAD_ERRORS, read_uploads
 from app.predict import find_model, json_response, predictions_response, run_items
+from app.routing import LeanRoute
 
 CONTENT_TYPES = frozenset(
     {
@@ -150,14 +151,14 @@ class SpeechResponse(BaseModel):
 
 
 ENDPOINT = "/predict/speech"
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], route_class=LeanRoute)
 FORM_DOC = multipart_openapi(
     files_description="One or more WAV files (any PCM or float WAV, any rate), field `files`.",
     model_default="speech",
     model_description="Audio-classification model.",
     top_k_description="How many keywords to list per clip (capped at the label count).",
 )
-noop_router = APIRouter(tags=["benchmark"])
+noop_router = APIRouter(tags=["benchmark"], route_class=LeanRoute)
 
 
 @router.post(

@@ -24,6 +24,7 @@ from app.forms import multipart_openapi
 from app.modalities.base import CardMismatch, Modality, Prediction, Upload
 from app.modalities.uploads import UPLOAD_ERRORS, read_uploads
 from app.predict import find_model, json_response, predictions_response, run_items
+from app.routing import LeanRoute
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 CONTENT_TYPES = frozenset(
@@ -300,14 +301,14 @@ class ImagePredictionResponse(BaseModel):
 
 
 ENDPOINT = "/predict/image"
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], route_class=LeanRoute)
 FORM_DOC = multipart_openapi(
     files_description="One or more images (PNG, JPEG, BMP, GIF or WebP), field name `files`.",
     model_default="mnist",
     model_description="Image-classification model, e.g. `mnist` or `cifar10`.",
     top_k_description="How many classes to list per image (capped at the label count).",
 )
-noop_router = APIRouter(tags=["benchmark"])
+noop_router = APIRouter(tags=["benchmark"], route_class=LeanRoute)
 
 
 @router.post(

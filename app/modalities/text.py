@@ -13,15 +13,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
 from app.card import ModelCard, TextPreprocessing
 from app.errors import InvalidInput, error_responses
-from app.forms import require_content_type
+from app.forms import json_openapi, read_json
 from app.modalities.base import CardMismatch, Modality, Prediction
 from app.predict import find_model, json_response, predictions_response, run_items
+from app.routing import LeanRoute
 from app.runtime import batch_buckets, bucket_for
 from app.tokenizer import Tokenizer
 
@@ -156,10 +157,6 @@ class SentimentResponse(BaseModel):
     predictions: list[TextPrediction]
 
 
-async def accepts_json(request: Request) -> None:
-    require_content_type(request, "application/json")
-
-
 def _checked_texts(request: Request, body: SentimentRequest, max_chars: int) -> list[str]:
     texts = body.items()
     max_items = request.app.state.settings.max_items
@@ -177,14 +174,14 @@ def _checked_texts(request: Request, body: SentimentRequest, max_chars: int) -> 
 
 
 ENDPOINT = "/predict/sentiment"
-router = APIRouter(tags=["predict"])
-noop_router = APIRouter(tags=["benchmark"])
+router = APIRouter(tags=["predict"], route_class=LeanRoute)
+noop_router = APIRouter(tags=["benchmark"], route_class=LeanRoute)
 
 
 @router.post(
     ENDPOINT,
     response_model=SentimentResponse,
-    dependencies=[Depends(accepts_json)],
+    openapi_extra=json_openapi(SentimentRequest),
     summary="Classify the sentiment of texts",
     description=(
         'JSON `{"text": "..."}` or `{"texts": ["...", ...]}`, optional `model` (default '
@@ -193,7 +190,8 @@ noop_router = APIRouter(tags=["benchmark"])
     ),
     responses=error_responses(404, 413, 415, 422, 500, 503, 504),
 )
-async def predict_sentiment(request: Request, body: SentimentRequest) -> Response:
+async def predict_sentiment(request: Request) -> Response:
+    body = await read_json(request, SentimentRequest)
     served = find_model(request, body.model, TextModality.task)
     modality = served.modality
     assert isinstance(modality, TextModality)
@@ -204,10 +202,11 @@ async def predict_sentiment(request: Request, body: SentimentRequest) -> Respons
 
 @noop_router.post(
     "/noop/sentiment",
-    dependencies=[Depends(accepts_json)],
+    openapi_extra=json_openapi(SentimentRequest),
     summary="Parse a sentiment request, answer without inference (benchmark only)",
 )
-async def noop_sentiment(request: Request, body: SentimentRequest) -> Response:
+async def noop_sentiment(request: Request) -> Response:
+    body = await read_json(request, SentimentRequest)
     texts = _checked_texts(request, body, request.app.state.settings.max_text_chars)
     return json_response({"ok": True, "items": len(texts)})
 

@@ -176,7 +176,11 @@ def test_docs_describe_every_endpoint_with_upload_widgets(client: httpx.Client) 
         assert body["properties"]["files"]["items"]["format"] == "binary"
         assert body["required"] == ["files"]
     sentiment = paths["/predict/sentiment"]["post"]["requestBody"]["content"]["application/json"]
-    assert "SentimentRequest" in sentiment["schema"]["$ref"]
+    assert {"text", "texts", "model", "top_k"} <= set(sentiment["schema"]["properties"])
+    assert sentiment["schema"]["examples"][0]["text"]
+    for path in ("/predict/image", "/predict/sentiment", "/predict/speech"):
+        answer = paths[path]["post"]["responses"]["200"]["content"]["application/json"]
+        assert answer["schema"]["$ref"].endswith("Response")  # documented answer shape
     for path in ("/models", "/models/{name}", "/healthz", "/readyz", "/metrics"):
         assert paths[path]["get"]["summary"]
     assert "/noop/image" not in paths  # benchmark routes are off by default

@@ -131,10 +131,14 @@ def test_errors_and_cancellation_leave_no_orphaned_futures(
             "t", recorder, max_batch_size=max_batch, max_delay_s=0.002, max_queue_size=1000
         )
         now = time.monotonic()
-        futures = [
-            batcher.submit(item, now + (0.0005 if i in expired else FAR))
-            for i, item in enumerate(items)
-        ]
+        futures: list[asyncio.Future[object]] = []
+        for i, item in enumerate(items):
+            try:
+                futures.append(batcher.submit(item, now + (0.0005 if i in expired else FAR)))
+            except DeadlineExceeded as refused:  # already past its deadline when submitted
+                assert i in expired
+                futures.append(asyncio.get_running_loop().create_future())
+                futures[-1].set_exception(refused)
         for i in cancelled & set(range(len(items))):
             futures[i].cancel()
         outcomes = await asyncio.gather(*futures, return_exceptions=True)

@@ -153,7 +153,8 @@ def run_task(
     plot_confusion(
         test_eval.confusion,
         dataset.labels,
-        f"{task.name}: {dataset.test.source} — accuracy {test_eval.accuracy:.2%}",
+        f"{task.name}: test accuracy {test_eval.accuracy:.2%} on {len(dataset.test)} samples "
+        f"({dataset.test.source})",
         out_dir / CONFUSION_PNG,
     )
     plot_curves(

@@ -38,7 +38,8 @@ def reevaluate(task: Task, models_dir: Path, data_dir: Path, download: bool = Fa
     plot_confusion(
         result.confusion,
         card.labels,
-        f"{task.name}: {dataset.test.source} — accuracy {result.accuracy:.2%}",
+        f"{task.name}: test accuracy {result.accuracy:.2%} on {len(dataset.test)} samples "
+        f"({dataset.test.source})",
         model_dir / CONFUSION_PNG,
     )
     plot_curves(

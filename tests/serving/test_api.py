@@ -173,6 +173,7 @@ def test_docs_describe_every_endpoint_with_upload_widgets(client: httpx.Client) 
     paths = schema["paths"]
     for path in ("/predict/image", "/predict/speech"):
         body = paths[path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        # Swagger UI shows a file picker for `format: binary` (a text box without it).
         assert body["properties"]["files"]["items"]["format"] == "binary"
         assert body["required"] == ["files"]
     sentiment = paths["/predict/sentiment"]["post"]["requestBody"]["content"]["application/json"]

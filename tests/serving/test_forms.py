@@ -1,4 +1,5 @@
-"""The multipart parser of the upload routes, against what real clients send."""
+"""The multipart parsing of the upload routes (python-multipart, driven by app.forms), against
+what real clients send and against spliced garbage."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from python_multipart.multipart import parse_options_header
 
 from app.errors import BadRequest, InvalidInput
-from app.forms import TooManyParts, header_parameters, parse_multipart
+from app.forms import TooManyParts, parse_multipart
 
 # Names as clients write them unescaped: httpx (like browsers) percent-encodes quotes, backslashes
 # and control characters, and servers hand those on as they are.
@@ -32,7 +34,7 @@ def encode(fields: dict[str, str], files: list[tuple[str, bytes, str]]) -> tuple
         data=fields,
         files=[("files", (name, data, kind)) for name, data, kind in files],
     )
-    boundary = header_parameters(request.headers["content-type"].encode())[b"boundary"]
+    boundary = parse_options_header(request.headers["content-type"])[1][b"boundary"]
     return request.read(), boundary
 
 
@@ -79,11 +81,21 @@ def test_any_body_parses_or_is_refused_with_a_4xx(body: bytes) -> None:
         b"--x\r\nContent-Type: text/plain\r\n\r\nv\r\n--x--",  # no Content-Disposition
         b"--x\r\nContent-Disposition: form-data\r\n\r\nv\r\n--x--",  # no name
         b'junk--x\r\nContent-Disposition: form-data; name="a"\r\n\r\nv\r\n--x--',
+        b'--x\r\nContent-Disposition: form-data; name=""\r\n\r\nv\r\n--x--',  # empty name
+        b'--x\r\nContent-Disposition: form-data; name="a"\r\nContent-Type: ima',  # cut in a header
+        b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\nv\r\n--x',  # never closed
     ],
 )
 def test_malformed_bodies(body: bytes) -> None:
     with pytest.raises(BadRequest):
         parse_multipart(body, b"x", max_parts=5)
+
+
+def test_overlong_boundary_is_a_bad_request() -> None:
+    boundary = b"b" * 300  # RFC 2046 allows 70; python-multipart refuses more than 256
+    body = b"--" + boundary + b'\r\nContent-Disposition: form-data; name="a"\r\n\r\nv\r\n--'
+    with pytest.raises(BadRequest, match="Boundary length 300"):
+        parse_multipart(body + boundary + b"--", boundary, max_parts=5)
 
 
 def test_preamble_epilogue_padding_and_unquoted_names() -> None:

@@ -162,6 +162,13 @@ def write_report(results_dir: Path, docs_dir: Path) -> Path:
         f"in `{_rel(results_dir)}/`; `python -m benchmarks report` rewrites this page from them."
     )
     add("")
+    if machine.get("uncommitted_app_files"):
+        add(
+            "> The service code had uncommitted changes when measured: "
+            + ", ".join(f"`{line.strip()}`" for line in machine["uncommitted_app_files"])
+            + "."
+        )
+        add("")
     if meta.get("fixture_models"):
         add(
             "> **Stand-in models.** This run used the test suite's fixture models "
@@ -297,10 +304,13 @@ def write_report(results_dir: Path, docs_dir: Path) -> Path:
         f"arrivals at {', '.join(f'{f:g}' for f in plan.get('open_fractions', []))} × the "
         "series' closed-loop maximum, "
         f"{plan.get('open_warmup_s')} s warm-up then {plan.get('open_s')} s; each request takes "
-        "an idle connection or opens one (up to 1,024) and its latency runs from its *scheduled* "
-        "send time, so a queue in the server (or a late generator) cannot hide: no coordinated "
-        "omission. `send lag` is how late the generator actually sent. Errors are counted by "
-        "HTTP status, plus `reset`, `connect` and `timeout`."
+        "an idle connection of a pool of 256 keep-alive connections opened before the run, or "
+        "waits for one, and its latency runs from its *scheduled* send time, so a queue in the "
+        "server, a wait for a connection or a late generator cannot hide: no coordinated "
+        "omission. `send lag` is how late requests actually left (generator lateness plus any "
+        "wait for a free connection). Errors are counted by HTTP status, plus `reset`, "
+        "`connect` and `timeout`. Every run is bounded: a closed loop stops at its duration, an "
+        "open loop sends its schedule then waits at most 15 s for the answers (`timeout`)."
     )
     add("")
 

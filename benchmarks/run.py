@@ -169,6 +169,9 @@ def machine_description(models_dir: Path, payloads: dict[str, Payload]) -> dict[
         "python": platform.python_version(),
         "packages": packages,
         "git_commit": _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip(),
+        "uncommitted_app_files": _run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "app"]
+        ).splitlines(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "training_done_marker": (ROOT / "runs" / "TRAINING_DONE").exists(),
         "models_dir": str(models_dir),

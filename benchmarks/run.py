@@ -49,6 +49,12 @@ SERIES: list[tuple[str, str, str]] = [
     ("no-batching", "predict", "no batching"),
     ("batching", "noop", "no-op"),
 ]
+# One-setting variants of the batching server, closed loop at concurrency 64 only: what a
+# single knob is worth on the cheapest endpoint (the figures are in the report's "variants").
+VARIANTS: dict[str, dict[str, str]] = {
+    "batching, access log off": {"SMS_ENABLE_BENCHMARK_ROUTES": "true", "SMS_ACCESS_LOG": "false"},
+}
+VARIANT_RUNS: list[tuple[str, str]] = [("mnist", "predict"), ("mnist", "noop")]
 PROFILED: list[tuple[str, str]] = [
     ("mnist", "predict"),
     ("mnist", "noop"),
@@ -70,12 +76,14 @@ class Plan:
     raw_min_s: float = 0.4
     profile_s: float = 8.0
     ceiling_s: float = 3.0
+    half_load_s: float = 15.0
 
     def estimate_s(self, endpoints: int) -> float:
         closed = len(self.closed_levels) * (self.closed_s + self.closed_warmup_s + 0.3)
         opened = len(self.open_fractions) * (self.open_s + self.open_warmup_s + 0.5)
         service = endpoints * len(SERIES) * (closed + opened)
-        profiles = len(PROFILED) * (self.profile_s + 3)
+        service += 2 * (self.closed_s + self.closed_warmup_s + 0.3) + 10
+        profiles = len(PROFILED) * (self.profile_s + 3) + self.half_load_s + 1
         raw = endpoints * 7 * 2 * self.raw_min_s * 1.3 + 10
         ceiling = 5 * (self.ceiling_s + 1) + 3 * 5
         return service + profiles + raw + ceiling + 2 * 20
@@ -91,6 +99,7 @@ QUICK = Plan(
     raw_min_s=0.05,
     profile_s=2.0,
     ceiling_s=1.0,
+    half_load_s=2.0,
 )
 
 
@@ -309,7 +318,9 @@ def _check_answer(server: Server, payload: Payload, route: str) -> str | None:
     return None
 
 
-def measure_series(server: Server, payload: Payload, route: str, plan: Plan) -> dict[str, Any]:
+def measure_series(
+    server: Server, payload: Payload, route: str, plan: Plan, long_half_load: bool = False
+) -> dict[str, Any]:
     request = payload.request_bytes(route, HOST, server.port)
     series: dict[str, Any] = {"path": payload.path(route), "closed": [], "open": []}
     problem = _check_answer(server, payload, route)
@@ -358,6 +369,26 @@ def measure_series(server: Server, payload: Payload, route: str, plan: Plan) -> 
             f"{r['throughput']:8.1f} req/s  p50 {r['latency_ms']['p50']} p99 "
             f"{r['latency_ms']['p99']} ms  errors {r['errors'] or 0}  "
             f"lag p99 {r['send_lag_ms']['p99']} ms"
+        )
+    if long_half_load:
+        # The p99 target's own measurement: at 1,000 requests/s a 4-s run's p99 is set by its
+        # worst ~40 requests, i.e. by one or two stalls (a 30-ms full GC pass delays ~30
+        # requests), so it swings from run to run; this one runs long enough to average them.
+        rate = best * 0.5
+        before = server.metrics()
+        r = loadgen.run(
+            lambda: loadgen.open_loop(
+                HOST, server.port, request, rate, plan.half_load_s, plan.open_warmup_s, seed=99
+            )
+        )
+        r["fraction_of_max"] = 0.5
+        r["batching"] = batch_stats(before, server.metrics(), payload.model)
+        series["half_load_long"] = r
+        log(
+            f"  {payload.endpoint:9s} {route:7s} open 0.50×max for {plan.half_load_s:g} s: "
+            f"{r['throughput']:8.1f} req/s  p50 {r['latency_ms']['p50']} p99 "
+            f"{r['latency_ms']['p99']} ms  max {r['latency_ms']['max']} ms  errors "
+            f"{r['errors'] or 0}"
         )
     return series
 
@@ -466,11 +497,15 @@ def ratios(service: dict[str, Any]) -> dict[str, Any]:
             "models": per_model,
             "pass": any(m["pass"] for m in per_model.values()),
         }
-    half = next((r for r in mnist_b.get("open", []) if r["fraction_of_max"] == 0.5), None)
+    sweep_half = next((r for r in mnist_b.get("open", []) if r["fraction_of_max"] == 0.5), None)
+    half = mnist_b.get("half_load_long") or sweep_half
     if half:
         p99 = half["latency_ms"]["p99"]
         out["mnist_p99_at_half_max"] = {
             "target": "p99 ≤ 25 ms at half of the maximum throughput on MNIST",
+            "duration_s": half["duration_s"],
+            "sweep_point_p99_ms": sweep_half["latency_ms"]["p99"] if sweep_half else None,
+            "max_ms": half["latency_ms"]["max"],
             "max_req_s": mnist_b["max_throughput"],
             "offered_req_s": half["offered"],
             "achieved_req_s": half["throughput"],
@@ -574,7 +609,11 @@ def run_all(
                     if series_config != config:
                         continue
                     service[endpoint][name] = measure_series(
-                        server, payloads[endpoint], route, plan
+                        server,
+                        payloads[endpoint],
+                        route,
+                        plan,
+                        long_half_load=(endpoint, name) == ("mnist", "batching"),
                     )
                     write_json(results_dir, "service", {"servers": servers, "series": service})
             if config == "batching" and profile_server:
@@ -583,6 +622,36 @@ def run_all(
                 write_json(results_dir, "profile", profiles)
         finally:
             server.stop()
+    variants = []
+    for variant, extra_env in VARIANTS.items():
+        runs = [(e, r) for e, r in VARIANT_RUNS if e in endpoints]
+        if not runs:
+            continue
+        env = {"SMS_MODELS_DIR": str(models_dir), **extra_env}
+        server = Server(env, SERVER_CORE if cores else None)
+        log(f"variant [{variant}]: {server.command_line()}")
+        server.start()
+        try:
+            for endpoint, route in runs:
+                payload = payloads[endpoint]
+                request = payload.request_bytes(route, HOST, server.port)
+                r = loadgen.run(
+                    lambda request=request, port=server.port: loadgen.closed_loop(
+                        HOST, port, request, 64, plan.closed_s, plan.closed_warmup_s
+                    )
+                )
+                r.update(variant=variant, command=server.command_line(), endpoint=endpoint)
+                r["route"] = route
+                variants.append(r)
+                log(
+                    f"  {endpoint:9s} {route:7s} closed c=64 {r['throughput']:8.1f} req/s  "
+                    f"p99 {r['latency_ms']['p99']} ms  errors {r['errors'] or 0}"
+                )
+        finally:
+            server.stop()
+    write_json(
+        results_dir, "service", {"servers": servers, "series": service, "variants": variants}
+    )
     summary = {
         "ratios": ratios(service),
         "wall_minutes": round((time.monotonic() - started) / 60, 2),

@@ -40,7 +40,9 @@ def download(url: str, dest: Path) -> Path:
         urllib.request.urlretrieve(url, tmp)
     except (urllib.error.URLError, OSError) as exc:
         tmp.unlink(missing_ok=True)
-        raise DataNotFoundError(f"could not download {url} ({exc}); place the data by hand") from exc
+        raise DataNotFoundError(
+            f"could not download {url} ({exc}); place the data by hand"
+        ) from exc
     tmp.rename(dest)
     return dest
 
@@ -78,12 +80,19 @@ class Dataset:
             groups = None if s.groups is None else s.groups[idx]
             return Split(x, s.y[idx], f"{s.source} (random {len(idx)})", groups)
 
-        return Dataset(self.name, self.labels, cut(self.train), cut(self.val), cut(self.test),
-                       self.citation, [*self.notes, f"smoke subset of {limit} per split"])
+        return Dataset(
+            self.name,
+            self.labels,
+            cut(self.train),
+            cut(self.val),
+            cut(self.test),
+            self.citation,
+            [*self.notes, f"smoke subset of {limit} per split"],
+        )
 
 
 def holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic train/validation index split."""
     order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction))
+    n_val = round(n * fraction)
     return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -33,8 +33,14 @@ def _from_grids(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     test_x = read_grid(folder / "test_00.webp")
     test_y = np.loadtxt(folder / "test_labels.txt", dtype=np.int64)
     train_src = f"{len(files)} of 50 official train files ({', '.join(f.name for f in files[:1])}…)"
-    return (np.concatenate(xs), np.concatenate(ys), test_x, test_y, train_src,
-            "official test images 0-999 (test_00.webp; the only lossless ones available)")
+    return (
+        np.concatenate(xs),
+        np.concatenate(ys),
+        test_x,
+        test_y,
+        train_src,
+        "official test images 0-999 (test_00.webp; the only lossless ones available)",
+    )
 
 
 def _from_batches(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, str]:
@@ -45,8 +51,14 @@ def _from_batches(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 
     parts = [read(f"data_batch_{i}") for i in range(1, 6)]
     test_x, test_y = read("test_batch")
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-            test_x, test_y, "official train set (data_batch_1..5)", "official test set (10,000)")
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        test_x,
+        test_y,
+        "official train set (data_batch_1..5)",
+        "official test set (10,000)",
+    )
 
 
 def load(data_dir: Path, download: bool = False, seed: int = 0) -> Dataset:
@@ -61,9 +73,9 @@ def load(data_dir: Path, download: bool = False, seed: int = 0) -> Dataset:
         train_x, train_y, test_x, test_y, train_src, test_src = _from_batches(batches)
     else:
         raise DataNotFoundError(
-            f"CIFAR-10 not found under {data_dir}: expected cifar10/train_*.webp + train_labels.txt "
-            "+ test_00.webp + test_labels.txt, or cifar-10-batches-py/ (the official python "
-            "version); pass --download to fetch it"
+            f"CIFAR-10 not found under {data_dir}: expected cifar10/train_*.webp + "
+            "train_labels.txt + test_00.webp + test_labels.txt, or cifar-10-batches-py/ "
+            "(the official python version); pass --download to fetch it"
         )
 
     def as_input(x: np.ndarray) -> np.ndarray:

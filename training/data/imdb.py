@@ -65,9 +65,14 @@ def load(data_dir: Path, download_missing: bool = False, seed: int = 0) -> Datas
     return Dataset(
         name="IMDB Large Movie Review Dataset v1.0",
         labels=LABELS,
-        train=Split([train_texts[i] for i in tr], train_y[tr],
-                    f"official train split ({origin}) minus validation and {dropped} test duplicates"),
-        val=Split([train_texts[i] for i in va], train_y[va], f"random {len(va)} official train reviews"),
+        train=Split(
+            [train_texts[i] for i in tr],
+            train_y[tr],
+            f"official train split ({origin}) minus validation and {dropped} test duplicates",
+        ),
+        val=Split(
+            [train_texts[i] for i in va], train_y[va], f"random {len(va)} official train reviews"
+        ),
         test=Split(test_texts, test_y, "official test split (25,000 reviews)"),
         citation="A. L. Maas et al.: Learning Word Vectors for Sentiment Analysis, ACL 2011",
         notes=[f"{dropped} train reviews whose text also occurs in the test split were dropped"],

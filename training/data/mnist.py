@@ -60,10 +60,16 @@ def load(data_dir: Path, download: bool = False) -> Dataset:
     return Dataset(
         name="MNIST",
         labels=[str(d) for d in range(10)],
-        train=Split(as_input(images["train_x"][:n]), labels["train_y"][:n],
-                    f"official train images 0-{n - 1} ({src})"),
-        val=Split(as_input(images["train_x"][n:]), labels["train_y"][n:],
-                  f"official train images {n}-{n + VAL_SIZE - 1} (held out)"),
+        train=Split(
+            as_input(images["train_x"][:n]),
+            labels["train_y"][:n],
+            f"official train images 0-{n - 1} ({src})",
+        ),
+        val=Split(
+            as_input(images["train_x"][n:]),
+            labels["train_y"][n:],
+            f"official train images {n}-{n + VAL_SIZE - 1} (held out)",
+        ),
         test=Split(as_input(images["test_x"]), labels["test_y"], "official t10k test set"),
         citation="Y. LeCun, C. Cortes, C. J. C. Burges: The MNIST database of handwritten digits",
     )

@@ -63,7 +63,10 @@ class SpeechData:
 
 
 def _root(data_dir: Path, download_missing: bool) -> Path:
-    for root in (data_dir / "speech_commands", data_dir / "SpeechCommands" / "speech_commands_v0.02"):
+    for root in (
+        data_dir / "speech_commands",
+        data_dir / "SpeechCommands" / "speech_commands_v0.02",
+    ):
         if (root / "_background_noise_").is_dir():
             return root
     if download_missing:
@@ -94,8 +97,12 @@ def _silence_from_manifest(root: Path) -> dict[str, list[Path]]:
     return out
 
 
-def load(data_dir: Path, download_missing: bool = False, silence_per_split: tuple = (320, 40, 40),
-         seed: int = 0) -> SpeechData:
+def load(
+    data_dir: Path,
+    download_missing: bool = False,
+    silence_per_split: tuple = (320, 40, 40),
+    seed: int = 0,
+) -> SpeechData:
     root = _root(data_dir, download_missing)
     xs: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     ys: dict[str, list[int]] = {s: [] for s in SPLITS}
@@ -133,20 +140,28 @@ def load(data_dir: Path, download_missing: bool = False, silence_per_split: tupl
 
     def split_of(name: str) -> Split:
         speakers = sorted({g for g in groups[name] if g != "silence"})
-        return Split(np.stack(xs[name]), np.asarray(ys[name], dtype=np.int64),
-                     f"{len(speakers)} speakers, sha1(speaker) mod 100 bucket "
-                     f"{ {'train': '0-79', 'val': '80-89', 'test': '90-99'}[name] }; silence: "
-                     f"{silence_source}", np.asarray(groups[name]))
+        return Split(
+            np.stack(xs[name]),
+            np.asarray(ys[name], dtype=np.int64),
+            f"{len(speakers)} speakers, sha1(speaker) mod 100 bucket "
+            f"{ {'train': '0-79', 'val': '80-89', 'test': '90-99'}[name] }; silence: "
+            f"{silence_source}",
+            np.asarray(groups[name]),
+        )
 
     noise = [w[: int(TRAIN_NOISE_FRACTION * len(w))] for w in noise_full.values()]
     dataset = Dataset(
         name="Speech Commands v0.02 (12-class task)",
         labels=LABELS,
-        train=split_of("train"), val=split_of("val"), test=split_of("test"),
+        train=split_of("train"),
+        val=split_of("val"),
+        test=split_of("test"),
         citation="P. Warden: Speech Commands: A Dataset for Limited-Vocabulary Speech Recognition, "
         "arXiv:1804.03209",
-        notes=[f"clips read from {root.name}/ (mostly official test clips, re-split by speaker)",
-               "augmentation noise cut from the first 80% of each background recording only"],
+        notes=[
+            f"clips read from {root.name}/ (mostly official test clips, re-split by speaker)",
+            "augmentation noise cut from the first 80% of each background recording only",
+        ],
     )
     return SpeechData(dataset, noise)
 

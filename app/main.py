@@ -4,6 +4,7 @@ warms up every model before the first request, and `app` is what `uvicorn app.ma
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await registry.close()
             raise
         log.info("ready: %s", ", ".join(f"{n} ({m.status})" for n, m in registry.models.items()))
+        # Everything alive now (models, vocabularies, the app) lives for the whole process: move
+        # it out of the collector's sight, or each full collection walks it (~30 ms p99 spikes).
+        gc.freeze()
         try:
             yield
         finally:

@@ -59,7 +59,7 @@ def train(
     steps_per_epoch = -(-len(train_split) // batch_size)
     model.to(device)
     optimizer, scheduler = task.make_optimizer(model, config, epochs * steps_per_epoch)
-    loss_fn = task.loss_fn(config)
+    loss_fn = task.loss_fn(config).to(device)  # class weights live on the device too
     start_epoch, best_acc, best_epoch, best_state = 0, -1.0, -1, None
     history: list[dict[str, float]] = []
     elapsed = 0.0

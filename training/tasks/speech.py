@@ -190,7 +190,6 @@ class SpeechTask(Task):
 
     def augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, rng, b = self.config, self.rng, x.shape[0]
-        self.class_weights = self.class_weights.to(x.device)
         shift = int(cfg["shift_ms"] * SAMPLE_RATE / 1000)
         offsets = torch.from_numpy(rng.integers(-shift, shift + 1, b)).to(x.device)
         idx = torch.arange(x.shape[1], device=x.device)[None, :] + shift - offsets[:, None]

@@ -1,9 +1,10 @@
-"""The FastAPI application: `create_app(settings)` builds it, the lifespan loads, validates and
-warms up every model before the first request, and `app` is what `uvicorn app.main:app` serves."""
+"""The application factory: `create_app(settings)` builds the FastAPI app over a model registry.
+Its lifespan configures logging, loads and warms up every model before the first request, and
+drains the batchers at shutdown. Nothing is built at import time: `python -m app` (or `uvicorn
+--factory app.main:create_app`) builds exactly one app, and a Ray Serve replica can embed one."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -12,13 +13,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app import routes
-from app.errors import install_error_handlers
+from app.http import service
+from app.http.errors import install_error_handlers
+from app.http.middleware import RequestContextMiddleware
+from app.http.predict import TASK_ROUTES, task_routes
 from app.logs import configure_logging
 from app.metrics import Metrics
-from app.middleware import RequestContextMiddleware
-from app.modalities import MODULES
-from app.registry import ModelRegistry
+from app.serving.registry import ModelRegistry
 from app.settings import Settings
 
 log = logging.getLogger("app.main")
@@ -27,13 +28,14 @@ DESCRIPTION = """
 Serves small image, text and audio classifiers (ONNX Runtime, dynamic batching).
 
 * `POST /predict/image` — multipart upload, field `files` (one or more), form fields `model`
-  (`mnist`, `cifar10`) and `top_k`.
+  (`mnist`, `cifar10`), `version` and `top_k`.
 * `POST /predict/sentiment` — JSON `{"text": "..."}` or `{"texts": [...]}`.
 * `POST /predict/speech` — multipart WAV upload, field `files`.
 
-Every answer carries the model name and version, the request id (also the `X-Request-ID`
-header; send your own to correlate logs) and per item the label, its calibrated probability,
-the top-k classes and `abstain` — true when the model is not sure.
+Every answer carries the model name and the version that computed it (a folder of the model
+repository), the request id (also the `X-Request-ID` header; send your own to correlate logs)
+and per item the label, its calibrated probability, the top-k classes and `abstain` — true when
+the model is not sure.
 
 Send `X-Deadline-Ms` to bound the wait: a request that cannot be answered in time gets 504.
 
@@ -42,7 +44,7 @@ Every error has one shape: `{"error": {"code", "message", "request_id"}}`.
 
 TAGS = [
     {"name": "predict", "description": "Classify images, texts and speech."},
-    {"name": "models", "description": "The served models: cards and runtime facts."},
+    {"name": "models", "description": "The served models: cards, versions and runtime facts."},
     {"name": "service", "description": "Health, readiness and metrics."},
     {"name": "benchmark", "description": "No-op routes (SMS_ENABLE_BENCHMARK_ROUTES=true)."},
 ]
@@ -68,21 +70,27 @@ class ServingApp(FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.log_format, settings.log_level)
     metrics = Metrics()
     registry = ModelRegistry(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_format, settings.log_level)  # after uvicorn's own setup
-        await asyncio.to_thread(registry.load_all)
-        registry.start_batchers()
+        configure_logging(settings.log_format, settings.log_level)
+        await registry.load_all()
         try:
             _refuse_unless_servable(registry, settings)
         except StartupError:
             await registry.close()
             raise
-        log.info("ready: %s", ", ".join(f"{n} ({m.status})" for n, m in registry.models.items()))
+        log.info(
+            "ready: %s",
+            ", ".join(
+                f"{name} ({entry.status}, versions {', '.join(entry.serving) or 'none'})"
+                for name, entry in registry.models.items()
+            ),
+        )
+        if settings.model_control == "poll":
+            registry.start_polling(settings.model_poll_s)
         # Everything alive now (models, vocabularies, the app) lives for the whole process: move
         # it out of the collector's sight, or each full collection walks it (~30 ms p99 spikes).
         gc.freeze()
@@ -94,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = ServingApp(
         title="Small model server",
         description=DESCRIPTION,
-        version="0.1.0",
+        version="0.2.0",
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
@@ -102,13 +110,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.registry = registry
     install_error_handlers(app)
-    # The routers' routes go straight into the app's route list, predict routes first: an
-    # included router is matched through a wrapper of its own, which costs ~14 µs a request.
-    routers = [module.router for module in MODULES]
+    # Routes go straight into the app's route list, predict routes first: an included router
+    # is matched through a wrapper of its own, which costs ~14 µs a request.
+    for spec in TASK_ROUTES:
+        app.router.routes.extend(task_routes(spec, with_noop=False))
     if settings.enable_benchmark_routes:
-        routers += [module.noop_router for module in MODULES]
-    for router in [*routers, routes.router]:
-        app.router.routes.extend(router.routes)
+        for spec in TASK_ROUTES:
+            app.router.routes.extend(task_routes(spec, with_noop=True)[1:])
+    app.router.routes.extend(service.router.routes)
     return app
 
 
@@ -124,6 +133,3 @@ def _refuse_unless_servable(registry: ModelRegistry, settings: Settings) -> None
         "cannot serve the model repository (set SMS_SERVE_PARTIAL=true to serve the healthy "
         "models anyway):\n  " + "\n  ".join(problems)
     )
-
-
-app = create_app()

@@ -92,6 +92,17 @@ class Settings(BaseSettings):
         10, ge=1, description="Cap on `top_k` (a larger request is capped, as is the label count)."
     )
 
+    model_control: Literal["none", "explicit", "poll"] = Field(
+        "none",
+        description="Model control (Triton's modes). `none`: the repository is loaded at "
+        "start-up and fixed. `explicit`: also load, reload and unload through the repository "
+        "endpoints. `poll`: as explicit, and the repository is rescanned every "
+        "SMS_MODEL_POLL_S seconds (new, changed and removed models are picked up).",
+    )
+    model_poll_s: float = Field(
+        5.0, gt=0, description="Seconds between repository scans with SMS_MODEL_CONTROL=poll."
+    )
+
     serve_partial: bool = Field(
         False,
         description="Serve the healthy models when one is broken (it is listed with its error "

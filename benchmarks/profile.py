@@ -28,23 +28,23 @@ CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
         (
             "decode: image (Pillow, digit centring)",
             r"PIL/|_imaging|libpng|libwebp|^(open_image|centre_digit|fit_image|_ink|"
-            r"_paste_by_centre_of_mass|_without_alpha|ImageModality\.decode)[ .]",
+            r"_paste_by_centre_of_mass|without_alpha|ImagePipeline\.decode)[ .]",
         ),
         (
             "decode: audio (soundfile, soxr)",
-            r"soundfile|soxr|libsndfile|^(read_audio|loudest_window|AudioModality\.decode)[ .]",
+            r"soundfile|soxr|libsndfile|^(read_audio|loudest_window|AudioPipeline\.decode)[ .]",
         ),
         (
             "decode: text (tokenizer)",
-            r"app/tokenizer\.py|^TextModality\.(decode|group|collate)[ .]",
+            r"app/tokenizer\.py|^TextPipeline\.(decode|group|collate)[ .]",
         ),
         # numpy itself is no category: its frames count for the Python code that called them
         (
             "worker: collate, top-k",
             r"^(Modality\.process|top_scores|ImageModality\.collate|Modality\.collate|"
-            r"ModelSession\.run)[ .]|app/runtime\.py",
+            r"ModelSession\.run)[ .]|app/serving/runtime\.py",
         ),
-        ("multipart parsing", r"python_multipart|app/forms\.py|app/modalities/uploads\.py"),
+        ("multipart parsing", r"python_multipart|app/http/forms\.py"),
         ("request JSON + pydantic validation", r"pydantic|json/decoder|json/__init__|^loads "),
         (
             "response JSON (orjson) + answer",
@@ -52,8 +52,8 @@ CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
         ),
         ("access log (logging)", r"logging/|app/logs\.py"),
         ("metrics (prometheus_client)", r"prometheus_client|app/metrics\.py"),
-        ("batcher (queue, futures, timers)", r"app/batcher\.py|concurrent/futures"),
-        ("request middleware", r"app/middleware\.py"),
+        ("batcher (queue, futures, timers)", r"app/serving/batcher\.py|concurrent/futures"),
+        ("request middleware", r"app/http/middleware\.py"),
         ("FastAPI / Starlette (routing, DI, responses)", r"fastapi/|starlette/"),
         ("uvicorn HTTP protocol (httptools)", r"uvicorn/|httptools"),
         ("route handlers (app)", r"app/"),
@@ -83,15 +83,15 @@ WAITING = "waiting (GIL or a lock)"
 KEY_FRAMES: dict[str, re.Pattern[str]] = {
     name: re.compile(pattern)
     for name, pattern in {
-        "worker thread: modality.process (decode + ORT + top-k)": (
-            r"process \(app/modalities/base\.py"
+        "worker thread: LoadedVersion.process (decode + ORT + top-k)": (
+            r"process \(app/serving/model\.py"
         ),
         "  of which ONNX Runtime session.run": r"ModelSession\.run|InferenceSession\.run",
-        "  of which decode()": r"\.decode \(app/modalities/",
-        "event loop: read_form (multipart)": r"read_form \(app/forms\.py",
+        "  of which decode()": r"\.decode \(app/pipelines/",
+        "event loop: read_form (multipart)": r"read_form \(app/http/forms\.py",
         "event loop: Request.body (receive the body)": r"Request\.body \(starlette",
-        "event loop: run_items (submit, await)": r"run_items \(app/predict\.py",
-        "event loop: predictions_response (JSON answer)": r"predictions_response \(app/predict\.py",
+        "event loop: run_items (submit, await)": r"run_items \(app/http/flow\.py",
+        "event loop: answer_response (JSON answer)": r"answer_response \(app/http/answers\.py",
         "event loop: access log line": r"Logger\.info \(logging",
         "event loop: metrics observe_request": r"observe_request \(app/metrics\.py",
         "event loop: FastAPI request validation (sentiment body)": (

@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.card import ModelCard
-from app.modalities import MODALITIES
-from app.modalities.base import Upload
-from app.runtime import ModelSession
+from app.metrics import Metrics
+from app.pipelines.base import Upload
+from app.serving.config import ServingSettings
+from app.serving.model import LoadedVersion, load_version
+from app.serving.repository import read_model
 from app.settings import Settings
 from benchmarks.payloads import ENDPOINTS, load_payloads
 
@@ -46,6 +47,18 @@ def _time_per_call(fn: Any, min_seconds: float, min_calls: int = 5, max_calls: i
     return {"median_s": statistics.median(times), "best_s": min(times), "calls": len(times)}
 
 
+def _load_latest(models_dir: Path, name: str, settings: Settings) -> LoadedVersion:
+    """The latest version of `name`, built exactly as the server builds it (batch buckets up
+    to the largest batch size measured here)."""
+    folder = read_model(models_dir, name)
+    if folder is None or not folder.versions:
+        raise SystemExit(f"no model {name!r} in {models_dir}")
+    source = folder.versions[max(folder.versions, key=int)]
+    settings = settings.model_copy(update={"max_batch_size": max(BATCH_SIZES)})
+    serving = ServingSettings.resolve(folder.config, settings)
+    return load_version(source, serving, settings, Metrics())
+
+
 def measure(
     models_dir: Path, datasets: Path, endpoints: tuple[str, ...], min_seconds: float
 ) -> dict[str, Any]:
@@ -62,16 +75,8 @@ def measure(
         "endpoints": {},
     }
     for name, payload in payloads.items():
-        directory = models_dir / payload.model
-        card = ModelCard.load(directory)
-        session = ModelSession(
-            directory / card.onnx_file,
-            policy=settings.execution_provider,
-            intra_op_threads=settings.intra_op_threads,
-            inter_op_threads=settings.inter_op_threads,
-            max_batch_size=max(BATCH_SIZES),
-        )
-        modality = MODALITIES[card.task](card, directory, session, settings)
+        loaded = _load_latest(models_dir, payload.model, settings)
+        card, session, modality = loaded.card, loaded.sessions[0], loaded.pipeline
         raw: Any = payload.item
         if payload.filename is not None:
             raw = Upload(payload.filename, payload.item)
@@ -82,7 +87,7 @@ def measure(
             feed = modality.collate([array] * size)
             ort = _time_per_call(lambda feed=feed, s=session: s.run(feed), min_seconds)
             items = [raw] * size
-            worker = _time_per_call(lambda items=items, m=modality: m.process(items), min_seconds)
+            worker = _time_per_call(lambda items=items, m=loaded: m.process(items), min_seconds)
             rows.append(
                 {
                     "batch_size": size,
@@ -100,7 +105,8 @@ def measure(
             )
         out["endpoints"][name] = {
             "model": payload.model,
-            "version": card.version,
+            "version": loaded.version,
+            "release": card.version,
             "providers": session.providers,
             "decode_ms_per_item": round(decode["median_s"] * 1000, 4),
             "input_shape": list(next(iter(modality.collate([array]).values())).shape),

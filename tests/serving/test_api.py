@@ -14,8 +14,9 @@ from model_factory import (
     wav_bytes,
 )
 
-from app.modalities.base import Upload
-from app.modalities.image import centre_digit, fit_image, open_image
+from app.pipelines.base import Upload
+from app.pipelines.digits import centre_digit
+from app.pipelines.image import fit_image, open_image
 
 
 def _preprocessed(model, data: bytes) -> np.ndarray:
@@ -44,7 +45,7 @@ def test_image_prediction_matches_the_model(client: httpx.Client, standard_model
     response = client.post("/predict/image", files=files, data={"model": "mnist", "top_k": "4"})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model"] == "mnist" and body["version"] == "test-1"
+    assert body["model"] == "mnist" and body["version"] == "1"
     assert body["request_id"] == response.headers["x-request-id"]
     mnist = standard_models["mnist"]
     for (_, (name, data, _)), prediction in zip(files, body["predictions"], strict=True):
@@ -140,8 +141,10 @@ def test_health_readiness_and_models(client: httpx.Client, standard_models) -> N
     assert listed["speech"]["labels"] == standard_models["speech"].card.labels
     detail = client.get("/models/mnist").json()
     assert detail["card"]["onnx_sha256"] == standard_models["mnist"].card.onnx_sha256
-    runtime = detail["runtime"]
-    assert runtime["status"] == "ready" and runtime["providers"] == ["CPUExecutionProvider"]
+    assert detail["status"] == "ready" and detail["version"] == "1"
+    assert [v["state"] for v in detail["versions"]] == ["READY"]
+    runtime = detail["runtime"]["1"]
+    assert runtime["providers"] == ["CPUExecutionProvider"]
     assert runtime["batching"]["max_batch_size"] == 8
     assert runtime["load_seconds"] is not None and runtime["warmup_seconds"] is not None
     assert runtime["batch_buckets"] == [1, 2, 4, 8]
@@ -151,16 +154,25 @@ def test_metrics_are_exposed(client: httpx.Client) -> None:
     client.post("/predict/sentiment", json={"text": "great"})
     client.post("/predict/sentiment", json={"text": ""})
     text = client.get("/metrics").text
-    assert 'sms_requests_total{model="imdb",route="/predict/sentiment",status="200"}' in text
-    assert 'sms_requests_total{model="imdb",route="/predict/sentiment",status="422"}' in text
+    assert (
+        'sms_requests_total{model="imdb",route="/predict/sentiment",status="200",version="1"}'
+        in text
+    )
+    assert (
+        'sms_requests_total{model="imdb",route="/predict/sentiment",status="422",version="1"}'
+        in text
+    )
     assert 'sms_request_duration_seconds_bucket{le="0.1",model="imdb"' in text
     for name in ("sms_queue_wait_seconds", "sms_batch_size", "sms_batch_compute_seconds"):
-        count = _sample(text, f'{name}_count{{model="imdb"}}')
+        count = _sample(text, f'{name}_count{{model="imdb",version="1"}}')
         assert count >= 1, name
-    assert 'sms_queue_depth{model="imdb"} 0.0' in text
-    assert 'sms_rejections_total{model="imdb",reason="queue_full"}' in text
-    assert 'sms_model_execution_provider{model="imdb",provider="CPUExecutionProvider"} 1.0' in text
-    assert 'sms_model_ready{model="speech"} 1.0' in text
+    assert 'sms_queue_depth{model="imdb",version="1"} 0.0' in text
+    assert 'sms_rejections_total{model="imdb",reason="queue_full",version="1"}' in text
+    assert (
+        'sms_model_execution_provider{model="imdb",provider="CPUExecutionProvider",version="1"} 1.0'
+        in text
+    )
+    assert 'sms_model_ready{model="speech",version="1"} 1.0' in text
 
 
 def _sample(text: str, series: str) -> float:

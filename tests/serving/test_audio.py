@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from model_factory import tone, wav_bytes
 
-from app.modalities.audio import loudest_window
+from app.pipelines.audio import loudest_window
 
 
 def classify(client: httpx.Client, data: bytes, name: str = "clip.wav") -> dict:

@@ -53,7 +53,7 @@ def test_committed_models_are_ready_and_documented(committed: httpx.Client) -> N
         card = ModelCard.model_validate(detail["card"])
         assert card.metric("accuracy") is not None, f"{name}: no test accuracy on the card"
         assert 0 < card.calibration.abstain_threshold < 1
-        assert detail["runtime"]["status"] == "ready"
+        assert detail["status"] == "ready" and detail["runtime"][detail["version"]]
 
 
 def _accuracy(predictions: list[dict], labels: list[str]) -> float:

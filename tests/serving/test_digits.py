@@ -15,7 +15,7 @@ from model_factory import digit_strokes, image_bytes, image_model
 from PIL import Image
 from serving_harness import REPO_ROOT, running_server, settings_for
 
-from app.modalities.image import centre_digit
+from app.pipelines.digits import centre_digit
 
 
 def one_stroke() -> np.ndarray:
@@ -144,8 +144,8 @@ def test_a_phone_photo_is_turned_upright_by_its_exif_orientation() -> None:
         buffer = io.BytesIO()
         picture.save(buffer, format="JPEG", quality=95, **extra)
         buffers.append(buffer.getvalue())
-    from app.modalities.base import Upload
-    from app.modalities.image import open_image
+    from app.pipelines.base import Upload
+    from app.pipelines.image import open_image
 
     prepared = [centre_digit(open_image(Upload("p.jpg", data), 10**8))[0] for data in buffers]
     assert similarity(prepared[0], prepared[1]) > 0.95

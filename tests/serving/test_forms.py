@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from python_multipart.multipart import parse_options_header
 
 from app.errors import BadRequest, InvalidInput
-from app.forms import TooManyParts, parse_multipart
+from app.http.forms import TooManyParts, parse_multipart
 
 # Names as clients write them unescaped: httpx (like browsers) percent-encodes quotes, backslashes
 # and control characters, and servers hand those on as they are.

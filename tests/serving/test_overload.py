@@ -68,7 +68,7 @@ def test_full_queue_answers_503_with_retry_after(overload_repo: Path) -> None:
             if response.status_code == 503:
                 assert response.json()["error"]["code"] == "queue_full"
                 assert int(response.headers["retry-after"]) >= 1
-        rejected = metric(url, 'sms_rejections_total{model="slow",reason="queue_full"}')
+        rejected = metric(url, 'sms_rejections_total{model="slow",reason="queue_full",version="1"}')
         assert rejected == statuses.count(503)
         assert predict(url, "slow").status_code == 200  # and it serves again afterwards
 
@@ -88,7 +88,7 @@ def test_deadline_that_cannot_be_met_answers_504_in_time(overload_repo: Path) ->
         assert late.status_code == 504, late.text
         assert late.json()["error"]["code"] == "deadline_exceeded"
         assert waited < one_batch, (waited, one_batch)  # answered at its deadline, not after
-        assert metric(url, 'sms_rejections_total{model="slow",reason="deadline"}') == 1
+        assert metric(url, 'sms_rejections_total{model="slow",reason="deadline",version="1"}') == 1
         assert predict(url, "slow", **{"X-Deadline-Ms": "60000"}).status_code == 200
 
 
@@ -110,7 +110,7 @@ def test_failing_batch_fails_only_its_own_requests(
                 failed_ids.append(error["request_id"])
             else:
                 assert response.status_code == 200, response.text
-        assert metric(url, 'sms_batch_failures_total{model="fragile"}') == 2
+        assert metric(url, 'sms_batch_failures_total{model="fragile",version="1"}') == 2
         assert predict(url, "fragile", 50).status_code == 200
     logged = capfd.readouterr().err
     for request_id in failed_ids:  # the log names the requests of the failed batch
@@ -123,7 +123,9 @@ def test_one_batch_shares_its_failure_and_the_next_batch_is_fine(overload_repo: 
         with ThreadPoolExecutor(3) as pool:
             responses = list(pool.map(lambda v: predict(url, "fragile", v), [255, 10, 20]))
         assert [r.status_code for r in responses] == [500, 500, 500]
-        assert metric(url, 'sms_batch_size_sum{model="fragile"}') == 3  # one batch of three
+        assert (
+            metric(url, 'sms_batch_size_sum{model="fragile",version="1"}') == 3
+        )  # one batch of three
         assert predict(url, "fragile", 10).status_code == 200
 
 
@@ -138,8 +140,8 @@ def test_request_of_a_disconnected_client_is_not_computed(overload_repo: Path) -
     settings = settings_for(overload_repo, max_batch_size=1, max_delay_ms=0)
     with running_server(settings) as url:
         batch_seconds(url, "slow")
-        batches = 'sms_batch_size_count{model="slow"}'
-        queued = 'sms_queue_depth{model="slow"}'
+        batches = 'sms_batch_size_count{model="slow",version="1"}'
+        queued = 'sms_queue_depth{model="slow",version="1"}'
         computed_before = metric(url, batches)
         request = httpx.Client().build_request(
             "POST",
@@ -163,5 +165,7 @@ def test_request_of_a_disconnected_client_is_not_computed(overload_repo: Path) -
         # The client has hung up while its request waits behind the busy batch.
         busy.join()
         _wait_for(lambda: metric(url, queued) == 0)
-        assert metric(url, 'sms_rejections_total{model="slow",reason="disconnected"}') == 1
+        assert (
+            metric(url, 'sms_rejections_total{model="slow",reason="disconnected",version="1"}') == 1
+        )
         assert metric(url, batches) == computed_before + 1  # only the busy request was computed

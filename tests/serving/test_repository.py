@@ -137,7 +137,7 @@ def test_serve_partial_serves_the_healthy_and_lists_the_broken(repo: Path) -> No
         assert any("card name 'imdb' != folder name 'imdb2'" in p for p in body["problems"])
         listed = {m["name"]: m for m in http.get("/models").json()["models"]}
         assert listed["mnist"]["status"] == "broken" and reason in listed["mnist"]["error"]
-        assert http.get("/models/mnist").json()["runtime"]["error"] == listed["mnist"]["error"]
+        assert http.get("/models/mnist").json()["error"] == listed["mnist"]["error"]
         assert http.post("/predict/sentiment", json={"text": "great"}).status_code == 200
         refused = http.post(
             "/predict/image", files={"files": ("7.png", image_bytes(digit_strokes()), "image/png")}

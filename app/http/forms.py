@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,7 +30,9 @@ from pydantic import BaseModel, ValidationError
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from app.errors import BadRequest, InvalidInput, UnsupportedMediaType, validation_failure
+from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from app.http.errors import validation_failure
+from app.pipelines.base import Upload
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -208,7 +211,11 @@ def json_openapi(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def multipart_openapi(
-    files_description: str, model_default: str, model_description: str, top_k_description: str
+    files_description: str,
+    model_default: str,
+    model_description: str,
+    top_k_default: int,
+    top_k_description: str,
 ) -> dict[str, Any]:
     """The requestBody FastAPI would generate for `files: list[UploadFile] = File()`,
     `model: str = Form()`, `top_k: int = Form()`, so Swagger UI offers file pickers.
@@ -239,10 +246,15 @@ def multipart_openapi(
                                 "default": model_default,
                                 "description": model_description,
                             },
+                            "version": {
+                                "type": "string",
+                                "description": "Model version (a folder number); default: "
+                                "the latest served.",
+                            },
                             "top_k": {
                                 "type": "integer",
                                 "minimum": 1,
-                                "default": 3,
+                                "default": top_k_default,
                                 "description": top_k_description,
                             },
                         },
@@ -251,3 +263,55 @@ def multipart_openapi(
             },
         }
     }
+
+
+# -- uploads -------------------------------------------------------------------------------
+
+GENERIC_BINARY = "application/octet-stream"
+FILES_FIELD = "files"
+_OTHER_FIELDS = 8  # room for `model`, `top_k` and a few fields we ignore
+
+
+@dataclass(slots=True)
+class UploadForm:
+    """A parsed upload form: its fields and the uploaded files, checked."""
+
+    form: Form
+    uploads: list[Upload]
+
+
+async def read_uploads(request: Request, accepted_types: Collection[str], kind: str) -> UploadForm:
+    """Parse the form; check the count of files, each file's declared type and emptiness.
+
+    A file declared as `application/octet-stream` (or with no type) is accepted here: its
+    bytes decide, in the worker.
+    """
+    max_items: int = request.app.state.settings.max_items
+    try:
+        form = await read_form(request, max_parts=max_items + _OTHER_FIELDS)
+    except TooManyParts:
+        raise InvalidInput(
+            f"too many files in one request; the limit is {max_items} (SMS_MAX_ITEMS)"
+        ) from None
+    parts = form.files(FILES_FIELD)
+    if not parts:
+        raise InvalidInput(
+            f"no file in form field `{FILES_FIELD}`; upload one or more {kind} files"
+        )
+    if len(parts) > max_items:
+        raise InvalidInput(
+            f"{len(parts)} files in one request; the limit is {max_items} (SMS_MAX_ITEMS)"
+        )
+    uploads = []
+    for index, part in enumerate(parts):
+        name = part.filename or f"{FILES_FIELD}[{index}]"
+        declared = part.content_type
+        if declared and declared != GENERIC_BINARY and declared not in accepted_types:
+            raise UnsupportedMediaType(
+                f"{name}: content type {declared!r} is not a supported {kind} type "
+                f"({', '.join(sorted(accepted_types))})"
+            )
+        if not part.data:
+            raise InvalidInput(f"{name}: empty file")
+        uploads.append(Upload(name, part.data))
+    return UploadForm(form, uploads)

@@ -1,4 +1,4 @@
-"""Audio: `POST /predict/speech`, a multipart upload of WAV files (field `files`).
+"""Audio: one or more WAV (or FLAC) files per request.
 
 Anything soundfile reads (PCM 8/16/24/32-bit, float, any sample rate, any channel count) is
 mixed down to mono, resampled to the card's rate with soxr (a proper band-limited resampler),
@@ -14,17 +14,10 @@ from typing import Any
 import numpy as np
 import soundfile
 import soxr
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import Response
 
 from app.card import AudioPreprocessing, ModelCard
 from app.errors import InvalidInput, PayloadTooLarge
-from app.forms import multipart_openapi
-from app.modalities.base import CardMismatch, Modality, Prediction, Upload
-from app.modalities.uploads import UPLOAD_ERRORS, read_uploads
-from app.predict import find_model, json_response, predictions_response, run_items
-from app.routing import LeanRoute
+from app.pipelines.base import CardMismatch, Pipeline, Upload
 
 CONTENT_TYPES = frozenset(
     {
@@ -39,8 +32,11 @@ CONTENT_TYPES = frozenset(
 )
 
 
-class AudioModality(Modality):
+class AudioPipeline(Pipeline):
     task = "audio-classification"
+    request_kind = "files"
+    accepted_types = CONTENT_TYPES
+    item_noun = "audio"
 
     @classmethod
     def check_card(cls, card: ModelCard) -> None:
@@ -109,92 +105,3 @@ def loudest_window(signal: np.ndarray, length: int) -> np.ndarray:
     window_energy = energy[length:] - energy[:-length]
     start = int(np.argmax(window_energy))
     return signal[start : start + length]
-
-
-# -- HTTP ----------------------------------------------------------------------------------
-
-
-class SpeechPrediction(Prediction):
-    file: str = Field(description="The uploaded file's name.")
-
-
-class SpeechResponse(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "model": "speech",
-                    "version": "1.0.0",
-                    "request_id": "5f0c2a9e41b37d86",
-                    "predictions": [
-                        {
-                            "file": "yes.wav",
-                            "label": "yes",
-                            "probability": 0.991203,
-                            "abstain": False,
-                            "top_k": [
-                                {"label": "yes", "probability": 0.991203},
-                                {"label": "left", "probability": 0.004711},
-                                {"label": "unknown", "probability": 0.002093},
-                            ],
-                        }
-                    ],
-                }
-            ]
-        }
-    )
-
-    model: str
-    version: str
-    request_id: str
-    predictions: list[SpeechPrediction]
-
-
-ENDPOINT = "/predict/speech"
-router = APIRouter(tags=["predict"], route_class=LeanRoute)
-FORM_DOC = multipart_openapi(
-    files_description="One or more WAV files (any PCM or float WAV, any rate), field `files`.",
-    model_default="speech",
-    model_description="Audio-classification model.",
-    top_k_description="How many keywords to list per clip (capped at the label count).",
-)
-noop_router = APIRouter(tags=["benchmark"], route_class=LeanRoute)
-
-
-@router.post(
-    ENDPOINT,
-    response_model=SpeechResponse,
-    openapi_extra=FORM_DOC,
-    summary="Recognise spoken keywords",
-    description=(
-        "Upload WAV files as `multipart/form-data` (field `files`, repeatable). Stereo is mixed "
-        "to mono, any sample rate is resampled to 16 kHz, clips shorter than 1 s are padded and "
-        "longer ones give their loudest 1-s window. Each file gets its keyword, probability, "
-        "top-k and `abstain` (true = not sure)."
-    ),
-    responses=UPLOAD_ERRORS,
-)
-async def predict_speech(request: Request) -> Response:
-    received = await read_uploads(request, CONTENT_TYPES, "audio")
-    model = received.form.text("model", "speech")
-    top_k = received.form.positive_int("top_k", 3)
-    served = find_model(request, model, AudioModality.task)
-    uploads = received.uploads
-    scores = await run_items(request, served, uploads)
-    heads = [{"file": upload.name} for upload in uploads]
-    return predictions_response(served, scores, top_k, heads)
-
-
-@noop_router.post(
-    "/noop/speech",
-    openapi_extra=FORM_DOC,
-    summary="Parse a speech upload, answer without inference (benchmark only)",
-)
-async def noop_speech(request: Request) -> Response:
-    received = await read_uploads(request, CONTENT_TYPES, "audio")
-    received.form.text("model", "speech")
-    received.form.positive_int("top_k", 3)
-    return json_response({"ok": True, "items": len(received.uploads)})
-
-
-MODALITY = AudioModality

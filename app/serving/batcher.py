@@ -328,6 +328,15 @@ class Batcher(Generic[ItemT, ResultT]):
 
     # -- shutdown --------------------------------------------------------------------------
 
+    async def drain(self) -> None:
+        """Stop taking items, let everything queued and running finish, then close: how a
+        version that is being replaced or unloaded leaves without failing a request."""
+        self._closed = True
+        while self._queue or self._running:
+            self._wake_up()
+            await asyncio.sleep(0.002)
+        await self.close()
+
     async def close(self) -> None:
         """Stop batching: queued items fail with NotReady, running batches finish."""
         self._closed = True

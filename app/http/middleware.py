@@ -12,15 +12,19 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PayloadTooLarge, error_response
+from app.http.errors import BodyTooLarge, error_response
 from app.logs import request_id_var
 from app.metrics import Metrics
-from app.predict import ARRIVAL_KEY, MODEL_KEY
 
 log = logging.getLogger("app.access")
 errors_log = logging.getLogger("app.errors")
 
 REQUEST_ID_HEADER = b"x-request-id"
+# Scope keys this middleware reads back after the app answered: when the request arrived, and
+# which model and version served it (set by app.http.flow once the registry found them).
+ARRIVAL_KEY = "sms.arrival"
+MODEL_KEY = "sms.model"
+VERSION_KEY = "sms.version"
 _MAX_CLIENT_ID_LENGTH = 128
 
 
@@ -87,7 +91,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(_too_large(received, limit, streamed=True))
+                    raise BodyTooLarge(_too_large(received, limit, streamed=True))
             return message
 
         try:
@@ -106,7 +110,11 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - started
             route = scope.get("route")
             self.metrics.observe_request(
-                getattr(route, "path", "unmatched"), scope.get(MODEL_KEY, ""), status, seconds
+                getattr(route, "path", "unmatched"),
+                scope.get(MODEL_KEY, ""),
+                scope.get(VERSION_KEY, ""),
+                status,
+                seconds,
             )
             if self.access_log:
                 log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1000)

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from app.card import BATCH, ModelCard, TensorSpec
+from app.pipelines.base import batch_buckets, bucket_for
 
 log = logging.getLogger("app.runtime")
 
@@ -29,22 +30,6 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 
 class SessionError(RuntimeError):
     """The ONNX file cannot be served as its card describes."""
-
-
-def batch_buckets(max_batch_size: int) -> list[int]:
-    """Powers of two below `max_batch_size`, then `max_batch_size` itself: the batch sizes
-    warm-up runs and, on CUDA, the sizes every batch is padded to."""
-    sizes = []
-    size = 1
-    while size < max_batch_size:
-        sizes.append(size)
-        size *= 2
-    sizes.append(max_batch_size)
-    return sizes
-
-
-def bucket_for(size: int, buckets: Sequence[int]) -> int:
-    return next((b for b in buckets if b >= size), buckets[-1])
 
 
 def _session_options(intra_op_threads: int, inter_op_threads: int) -> ort.SessionOptions:

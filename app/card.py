@@ -1,8 +1,9 @@
 """The model card: the one contract between `training/` (which writes it) and `app/` (reads it).
 
-A model lives in `models/<name>/` as `model.onnx` plus `card.json`. The card says everything the
-server needs to feed the graph and read its answer, and everything a user needs to trust it: the
-data it was trained and measured on, how it was trained, and how well calibrated it is.
+A model version lives in `models/<name>/<version>/` as `model.onnx` plus `card.json`. The card
+says everything the server needs to feed the graph and read its answer, and everything a user
+needs to trust it: the data it was trained and measured on, how it was trained, and how well
+calibrated it is.
 
 This module imports neither torch nor onnxruntime, so both halves can depend on it.
 """

@@ -602,7 +602,7 @@ def run_all(
             servers[config] = {
                 "command": server.command_line(),
                 "start_seconds": round(server.start_seconds or 0, 2),
-                "runtime": json.loads(body).get("runtime") if status == 200 else None,
+                "runtime": _latest_runtime(json.loads(body)) if status == 200 else None,
             }
             for endpoint in endpoints:
                 for series_config, route, name in SERIES:
@@ -667,3 +667,8 @@ def run_all(
     for key, ratio in summary["ratios"].items():
         log(f"  {key}: {'PASS' if ratio.get('pass') else 'MISS'} {json.dumps(ratio)}")
     return summary
+
+
+def _latest_runtime(detail: dict[str, Any]) -> dict[str, Any] | None:
+    """The runtime facts of the version `GET /models/{name}` says answers come from."""
+    return (detail.get("runtime") or {}).get(detail.get("version") or "")

@@ -179,8 +179,9 @@ with httpx.Client(base_url=BASE, timeout=30) as client:
     for m in r.json()["models"]:
         print(f"        model {m['name']} {m['version']} ({m['task']}): {m['status']}")
     for name in ("mnist", "imdb", "speech"):
-        facts = client.get(f"/models/{name}").json()["runtime"]
-        print(f"        {name} runs on {facts.get('providers')}")
+        detail = client.get(f"/models/{name}").json()
+        facts = detail["runtime"][detail["version"]]
+        print(f"        {name} version {detail['version']} runs on {facts.get('providers')}")
 
     png, digit = mnist_digit(MNIST_INDEX)
     r = client.post(

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.http import service
+from app.http import repository, service
 from app.http.errors import install_error_handlers
 from app.http.middleware import RequestContextMiddleware
 from app.http.predict import TASK_ROUTES, task_routes
@@ -46,6 +46,11 @@ TAGS = [
     {"name": "predict", "description": "Classify images, texts and speech."},
     {"name": "models", "description": "The served models: cards, versions and runtime facts."},
     {"name": "service", "description": "Health, readiness and metrics."},
+    {
+        "name": "repository",
+        "description": "Load, reload and unload models while serving (Triton's repository "
+        "extension; SMS_MODEL_CONTROL=explicit or poll).",
+    },
     {"name": "benchmark", "description": "No-op routes (SMS_ENABLE_BENCHMARK_ROUTES=true)."},
 ]
 
@@ -62,9 +67,9 @@ class ServingApp(FastAPI):
         settings: Settings = self.state.settings
         return RequestContextMiddleware(
             super().build_middleware_stack(),
-            max_body_bytes=settings.max_body_bytes,
+            settings=settings,
             metrics=self.state.metrics,
-            access_log=settings.access_log,
+            routes=self.router.routes,
         )
 
 
@@ -118,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for spec in TASK_ROUTES:
             app.router.routes.extend(task_routes(spec, with_noop=True)[1:])
     app.router.routes.extend(service.router.routes)
+    app.router.routes.extend(repository.router.routes)
     return app
 
 

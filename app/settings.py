@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _cores() -> int:
@@ -103,6 +103,30 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Seconds between repository scans with SMS_MODEL_CONTROL=poll."
     )
 
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated keys that may call the inference routes and read /models, "
+        "sent as `Authorization: Bearer <key>`; none set: no key needed.",
+    )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Keys that may also load and unload models (the /v2/repository routes).",
+    )
+    protect_observability: bool = Field(
+        False, description="Also require a key for /healthz, /readyz, /metrics, /v2/health."
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body that has not fully arrived this many seconds after the "
+        "request began gets 408 and its connection is closed.",
+    )
+    max_connections: int = Field(
+        4096,
+        ge=1,
+        description="Requests in flight (each holds a connection); beyond this, 503 at once.",
+    )
+
     serve_partial: bool = Field(
         False,
         description="Serve the healthy models when one is broken (it is listed with its error "
@@ -118,6 +142,13 @@ class Settings(BaseSettings):
         description="Expose POST /noop/image, /noop/sentiment and /noop/speech, which parse a "
         "request like the real routes and answer without inference (to measure the HTTP cost).",
     )
+
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> Settings:

@@ -9,6 +9,7 @@ propagate (Starlette re-raises after the handler answers).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from app.errors import (
@@ -35,6 +37,8 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.logs import request_id_var
+
+disconnects_log = logging.getLogger("app.disconnects")
 
 STATUS_OF: dict[type[ServiceError], int] = {
     BadRequest: 400,
@@ -70,8 +74,24 @@ class BodyTooLarge(HTTPException):
     """Raised by the middleware while a body is read: an HTTPException, so that FastAPI's own
     body parsing (on routes that use it) passes it through untouched."""
 
+    code = "payload_too_large"
+
     def __init__(self, message: str) -> None:
         super().__init__(413, message)
+
+
+class BodyTimeout(HTTPException):
+    """The body did not arrive in time: 408, and the connection is closed (a client that
+    stalls mid-body cannot be trusted to frame its next request)."""
+
+    code = "request_timeout"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            408,
+            f"the request body did not arrive within {timeout_s:g} s (SMS_BODY_TIMEOUT_S)",
+            headers={"Connection": "close"},
+        )
 
 
 def status_of(exc: ServiceError) -> int:
@@ -112,24 +132,58 @@ def error_response(
     )
 
 
-def service_error_response(exc: ServiceError) -> Response:
-    return error_response(status_of(exc), exc.code, exc.message, headers_of(exc), exc.details)
+def v2_error_response(
+    status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """The Open Inference Protocol's error shape: `{"error": "message"}`."""
+    return Response(
+        orjson.dumps({"error": message}),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def error_response_for(
+    path: str,
+    status_code: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> Response:
+    """An error in the shape of the protocol `path` belongs to: V2 under /v2, ours elsewhere."""
+    if path.startswith("/v2"):
+        return v2_error_response(status_code, message, headers)
+    return error_response(status_code, code, message, headers, details)
+
+
+def service_error_response(exc: ServiceError, path: str = "") -> Response:
+    return error_response_for(
+        path, status_of(exc), exc.code, exc.message, headers_of(exc), exc.details
+    )
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return service_error_response(exc)
+    return service_error_response(exc, request.url.path)
+
+
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    """A client that hung up mid-request: counted as 499, logged once at info, no traceback."""
+    disconnects_log.info("%s %s: the client hung up mid-request", request.method, request.url.path)
+    return Response(status_code=499)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
+    code = getattr(exc, "code", None) or _CODE_BY_STATUS.get(exc.status_code, "http_error")
     message = str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}; see /docs"
     elif exc.status_code == 405:
         message = f"method {request.method} not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, message, exc.headers)
+    return error_response_for(request.url.path, exc.status_code, code, message, exc.headers)
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -152,16 +206,19 @@ def validation_failure(errors: Sequence[Any]) -> InvalidInput:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return service_error_response(validation_failure(exc.errors()))
+    return service_error_response(validation_failure(exc.errors()), request.url.path)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     # Not logged here: the request middleware logs it once, with the method and path.
-    return error_response(500, "internal_error", "internal error; quote the request id")
+    return error_response_for(
+        request.url.path, 500, "internal_error", "internal error; quote the request id"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -14,6 +14,8 @@ from starlette.types import ASGIApp
 
 from app import routes
 from app.errors import install_error_handlers
+from app.http.cors import install_cors
+from app.http.pages import page_routes
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
@@ -97,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # app/http/pages.py serves /docs and /redoc from the package
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -109,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers += [module.noop_router for module in MODULES]
     for router in [*routers, routes.router]:
         app.router.routes.extend(router.routes)
+    app.router.routes.extend(page_routes())
+    install_cors(app, settings)
     return app
 
 

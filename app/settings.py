@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _cores() -> int:
@@ -102,11 +102,25 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         True, description="One log line per request (method, path, status, ms)."
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (`https://app.example.com`, comma-separated, or `*`) whose browser "
+        "pages may call the API; none by default. The demo page at `/` needs none.",
+    )
     enable_benchmark_routes: bool = Field(
         False,
         description="Expose POST /noop/image, /noop/sentiment and /noop/speech, which parse a "
         "request like the real routes and answer without inference (to measure the HTTP cost).",
     )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """`SMS_CORS_ORIGINS=https://a.example,https://b.example`: a comma-separated list reads
+        better in an environment file than JSON."""
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> Settings:

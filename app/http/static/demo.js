@@ -210,6 +210,7 @@ function setUpImage() {
       const bitmap = await createImageBitmap(input.files[0]);
       const scale = Math.min(preview.width / bitmap.width, preview.height / bitmap.height);
       const context = preview.getContext("2d");
+      context.imageSmoothingEnabled = scale < 1; // small images (CIFAR-10 is 32×32) stay sharp
       context.clearRect(0, 0, preview.width, preview.height);
       const w = bitmap.width * scale;
       const h = bitmap.height * scale;

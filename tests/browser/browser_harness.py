@@ -10,10 +10,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from serving_harness import REPO_ROOT
+from data_skips import data_dir
 
 LOADED = {"http", "https", "ws", "wss"}  # not data: or blob:, which are made in the page
-DATA_DIR = Path(os.environ.get("SMS_DATA_DIR", REPO_ROOT.parent / "shared" / "datasets"))
+DATA_DIR = data_dir()
 NO_PLAYWRIGHT = "no browser: the playwright module is missing (pip install -e '.[dev]')"
 CHROMIUM_ARGS = [
     "--headless",
@@ -30,7 +30,11 @@ CHROMIUM_ARGS = [
 
 
 def chromium_path() -> str | None:
-    return os.environ.get("SMS_CHROMIUM") or shutil.which("chromium")
+    """$SMS_CHROMIUM when set (None if it is not an executable), else `chromium` on PATH."""
+    chosen = os.environ.get("SMS_CHROMIUM")
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
+    return shutil.which("chromium")
 
 
 def speech_clips(word: str, count: int) -> list[Path]:

@@ -34,6 +34,9 @@ def _no_browser_reason() -> str | None:
 NO_BROWSER = _no_browser_reason()
 
 
+_skipped_for_no_browser: list[str] = []
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
@@ -41,6 +44,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
             if NO_BROWSER:
                 item.add_marker(pytest.mark.skip(reason=NO_BROWSER))
+                _skipped_for_no_browser.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One loud line when the browser tests could not run at all."""
+    if _skipped_for_no_browser:
+        terminalreporter.write_line(
+            f"{len(_skipped_for_no_browser)} browser tests skipped, {NO_BROWSER}",
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser_harness import DATA_DIR, NO_PLAYWRIGHT, PageLog, png_bytes, recognised_wav
+from data_skips import needs_data
 
 pytest.importorskip("playwright", reason=NO_PLAYWRIGHT)
 from playwright.sync_api import Page, expect
@@ -20,12 +21,6 @@ def _served_from(log: PageLog, server_url: str) -> None:
     assert log.hosts() <= {own}, (
         f"requests to other hosts: {[u for u in log.sent() if own not in u]}"
     )
-
-
-def _needs(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"needs the shared datasets: {path} not found (set SMS_DATA_DIR)")
-    return path
 
 
 def test_drawing_a_seven_reads_seven(page_and_log: tuple[Page, PageLog], server_url: str) -> None:
@@ -50,7 +45,6 @@ def test_drawing_a_seven_reads_seven(page_and_log: tuple[Page, PageLog], server_
     expect(result.locator(".label")).to_have_text("7")
     expect(result.locator(".topk li")).to_have_count(3)
     expect(result.locator(".meta")).to_contain_text(" ms")
-    page.screenshot(path=str(_screenshot_dir() / "demo-digit.png"), full_page=False)
 
     page.get_by_role("button", name="Clear").focus()
     page.keyboard.press("Enter")  # the clear button works from the keyboard
@@ -59,22 +53,11 @@ def test_drawing_a_seven_reads_seven(page_and_log: tuple[Page, PageLog], server_
     assert not log.console_errors, log.console_errors
 
 
-def _screenshot_dir() -> Path:
-    """Where the screenshots go: $SMS_SCREENSHOT_DIR (docs/ when refreshing the README's),
-    else a temporary folder."""
-    import os
-    import tempfile
-
-    path = Path(os.environ.get("SMS_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="sms-shots-"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 @pytest.mark.data
 def test_an_uploaded_mnist_png_gets_its_label(
     page_and_log: tuple[Page, PageLog], server_url: str
 ) -> None:
-    images = _needs(DATA_DIR / "mnist" / "t10k-images-idx3-ubyte.gz")
+    images = needs_data(DATA_DIR / "mnist" / "t10k-images-idx3-ubyte.gz")
     labels = gzip.decompress((DATA_DIR / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
     digits = np.frombuffer(gzip.decompress(images.read_bytes())[16:], np.uint8).reshape(-1, 28, 28)
     index = 1  # a "2": not the digit the canvas test draws
@@ -96,7 +79,7 @@ def test_an_uploaded_mnist_png_gets_its_label(
 def test_an_uploaded_wav_gets_its_word(
     page_and_log: tuple[Page, PageLog], server_url: str, tmp_path: Path
 ) -> None:
-    _needs(DATA_DIR / "speech_commands" / "no")
+    needs_data(DATA_DIR / "speech_commands" / "no")
     wav = recognised_wav(server_url, "no", tmp_path)
     assert wav is not None, "the speech model recognised none of the first 12 'no' clips"
     page, log = page_and_log
@@ -113,7 +96,7 @@ def test_an_uploaded_wav_gets_its_word(
 def test_the_microphone_hears_yes(
     page_and_log: tuple[Page, PageLog], server_url: str, yes_wav: Path | None
 ) -> None:
-    _needs(DATA_DIR / "speech_commands" / "yes")
+    needs_data(DATA_DIR / "speech_commands" / "yes")
     assert yes_wav is not None, "the speech model recognised none of the first 12 'yes' clips"
     page, log = page_and_log
     page.goto("/")

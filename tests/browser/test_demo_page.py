@@ -53,6 +53,35 @@ def test_drawing_a_seven_reads_seven(page_and_log: tuple[Page, PageLog], server_
     assert not log.console_errors, log.console_errors
 
 
+def test_a_finger_draws_too(browser: object, server_url: str) -> None:
+    """Touch events (as a phone sends them, through the DevTools protocol) draw a 1."""
+    context = browser.new_context(  # type: ignore[attr-defined]
+        base_url=server_url, viewport={"width": 390, "height": 844}, has_touch=True
+    )
+    try:
+        page = context.new_page()
+        page.goto("/")
+        box = page.locator("#digit-canvas").bounding_box()
+        assert box is not None
+        touch = context.new_cdp_session(page)
+        x = box["x"] + 0.5 * box["width"]
+        ys = [box["y"] + box["height"] * (0.15 + 0.7 * i / 20) for i in range(21)]
+        touch.send(
+            "Input.dispatchTouchEvent",
+            {"type": "touchStart", "touchPoints": [{"x": x, "y": ys[0]}]},
+        )
+        for y in ys[1:]:
+            touch.send(
+                "Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]}
+            )
+        touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        result = page.locator("#digit-result")
+        expect(result).to_have_attribute("data-state", "answered")
+        expect(result.locator(".label")).to_have_text("1")
+    finally:
+        context.close()
+
+
 @pytest.mark.data
 def test_an_uploaded_mnist_png_gets_its_label(
     page_and_log: tuple[Page, PageLog], server_url: str

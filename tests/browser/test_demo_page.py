@@ -92,9 +92,17 @@ def test_an_uploaded_mnist_png_gets_its_label(
     index = 1  # a "2": not the digit the canvas test draws
     page, log = page_and_log
     page.goto("/")
-    page.locator("#image-file").set_input_files(
-        files=[{"name": "two.png", "mimeType": "image/png", "buffer": png_bytes(digits[index])}]
+    # Dropped on the pick-or-drop zone, as from a file manager.
+    dropped = page.evaluate_handle(
+        """(bytes) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], "two.png", {type: "image/png"}));
+            return transfer;
+        }""",
+        list(png_bytes(digits[index])),
     )
+    page.dispatch_event("#image-drop", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#image-drop span")).to_have_text("chosen: two.png")
     page.locator("#image-model").select_option("mnist")
     page.get_by_role("button", name="Classify image").click()
     result = page.locator("#image-result")
@@ -151,6 +159,37 @@ def test_a_typed_review_gets_a_sentiment(
     expect(result.locator(".label")).to_have_text("negative")
     expect(result.locator(".topk li")).to_have_count(2)
     _served_from(log, server_url)
+
+
+def test_an_unsure_answer_says_not_sure(page_and_log: tuple[Page, PageLog]) -> None:
+    page, _ = page_and_log
+    page.goto("/")
+    page.get_by_label("Review (English)").fill("Not bad, not great, I guess it was fine.")
+    page.get_by_role("button", name="Is it positive?").click()
+    result = page.locator("#sentiment-result")
+    expect(result).to_have_attribute("data-state", "answered")
+    expect(result.locator(".unsure")).to_contain_text("not sure")
+
+
+def test_the_reason_for_abstaining_is_shown(page_and_log: tuple[Page, PageLog]) -> None:
+    """Answers will soon say why the model abstains (`reason`); the page shows it. The answer
+    is the real server's, with a reason added on its way to the page."""
+    page, _ = page_and_log
+
+    def with_reason(route: object) -> None:
+        answer = route.fetch()  # type: ignore[attr-defined]
+        body = answer.json()
+        body["predictions"][0].update(abstain=True, reason="out_of_distribution")
+        route.fulfill(response=answer, json=body)  # type: ignore[attr-defined]
+
+    page.route("**/predict/sentiment", with_reason)
+    page.goto("/")
+    page.get_by_label("Review (English)").fill("<b>not html</b>")
+    page.get_by_role("button", name="Is it positive?").click()
+    unsure = page.locator("#sentiment-result .unsure")
+    expect(unsure).to_contain_text("not sure")
+    expect(unsure).to_contain_text("does not look like what it was trained on")
+    expect(unsure.locator(".reason")).to_have_text("out_of_distribution")
 
 
 def test_an_api_error_is_shown_as_its_message(page_and_log: tuple[Page, PageLog]) -> None:

@@ -65,5 +65,6 @@ def test_wheel_builds_cleanly_and_ships_the_pages(tmp_path: Path) -> None:
         "app/http/static/vendor/swagger-ui/LICENSE",
         "app/http/static/vendor/redoc/redoc.standalone.js",
         "app/http/static/vendor/redoc/LICENSE",
+        "app/http/static/vendor/README.md",
     ):
         assert shipped in names, f"{shipped} is not in the wheel"

@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from app.http import repository, service
+from app.http.cors import install_cors
 from app.http.errors import install_error_handlers
 from app.http.middleware import RequestContextMiddleware
+from app.http.pages import page_routes
 from app.http.predict import TASK_ROUTES, task_routes
 from app.logs import configure_logging
 from app.metrics import Metrics
@@ -110,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.2.0",
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # app/http/pages.py serves /docs and /redoc from the package
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -124,6 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.router.routes.extend(task_routes(spec, with_noop=True)[1:])
     app.router.routes.extend(service.router.routes)
     app.router.routes.extend(repository.router.routes)
+    app.router.routes.extend(page_routes())
+    install_cors(app, settings)
     return app
 
 

@@ -137,17 +137,23 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         True, description="One log line per request (method, path, status, ms)."
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (`https://app.example.com`, comma-separated, or `*`) whose browser "
+        "pages may call the API; none by default. The demo page at `/` needs none.",
+    )
     enable_benchmark_routes: bool = Field(
         False,
         description="Expose POST /noop/image, /noop/sentiment and /noop/speech, which parse a "
         "request like the real routes and answer without inference (to measure the HTTP cost).",
     )
 
-    @field_validator("api_keys", "admin_keys", mode="before")
+    @field_validator("api_keys", "admin_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
+        """Lists read from the environment are comma-separated (reads better than JSON)."""
         if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @model_validator(mode="after")

@@ -15,8 +15,9 @@ Setup (Debian; playwright in a venv of its own, driving the system Chromium, no
     .venv/bin/python -m app &                        # or any running server with the models
     /tmp/pw/bin/python scripts/swagger-check.py --url http://127.0.0.1:8000
 
-/docs loads Swagger UI from the jsDelivr CDN. On a machine without internet access, unpack the
-npm package and pass its folder: the CDN requests are then answered from it.
+/docs serves Swagger UI from the package (app/http/pages.py), so this works offline. For a
+server from before that, which loads it from the jsDelivr CDN, unpack the npm package and pass
+its folder: the CDN requests are then answered from it.
 
     npm pack swagger-ui-dist@5 && tar xzf swagger-ui-dist-*.tgz    # gives ./package
     /tmp/pw/bin/python scripts/swagger-check.py --url ... --swagger-dist package

@@ -2,7 +2,8 @@
 real app through tests/serving_harness.py.
 
 pytest puts this directory on sys.path (rootdir conftest), so tests import those helpers as
-`import model_factory` and `import serving_harness`.
+`import model_factory` and `import serving_harness`. The hooks of tests/data_skips.py (the
+summary line and the CI check for tests that need the shared datasets) are loaded here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,19 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from data_skips import (  # noqa: F401 (hooks: pytest finds them by name in this module)
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 from serving_harness import running_server, settings_for
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that take the training `data_dir` fixture need the datasets: mark them `data`."""
+    for item in items:
+        if "data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
 
 
 @pytest.fixture(scope="session")

@@ -131,9 +131,13 @@ class RequestContextMiddleware:
 
         try:
             declared = _declared_length(content_length)
-            refusal = self.keys.refusal(
-                required_access(path, self.protect_observability), authorization
+            # A CORS preflight never carries credentials; the request it announces does.
+            needed = (
+                "open"
+                if scope["method"] == "OPTIONS"
+                else required_access(path, self.protect_observability)
             )
+            refusal = self.keys.refusal(needed, authorization)
             if refusal is not None:
                 status_code, message = refusal
                 if status_code == 401:

@@ -7,22 +7,21 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from data_skips import data_dir, needs_data
 from model_factory import image_bytes
 from PIL import Image
-from serving_harness import COMMITTED_MODELS, REPO_ROOT, running_server, settings_for
+from serving_harness import COMMITTED_MODELS, running_server, settings_for
 
 from app.card import ModelCard
 
 NAMES = ("mnist", "cifar10", "imdb", "speech")
 PRESENT = [n for n in NAMES if (COMMITTED_MODELS / n).is_dir()]
-DATA_DIR = Path(os.environ.get("SMS_DATA_DIR", REPO_ROOT.parent / "shared" / "datasets"))
+DATA_DIR = data_dir()
 
 pytestmark = pytest.mark.skipif(not PRESENT, reason="no committed models in models/ yet")
 
@@ -30,12 +29,6 @@ pytestmark = pytest.mark.skipif(not PRESENT, reason="no committed models in mode
 def needs(name: str) -> None:
     if name not in PRESENT:
         pytest.skip(f"models/{name} is not committed yet")
-
-
-def needs_data(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"test data not available: {path}")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +66,7 @@ def _floor(client: httpx.Client, name: str, samples: int) -> float:
     return accuracy - 3 * float(np.sqrt(accuracy * (1 - accuracy) / samples)) - 0.02
 
 
+@pytest.mark.data
 def test_mnist_reads_test_digits_and_photos_of_them(committed: httpx.Client) -> None:
     needs("mnist")
     images = needs_data(DATA_DIR / "mnist" / "t10k-images-idx3-ubyte.gz")
@@ -99,6 +93,7 @@ def test_mnist_reads_test_digits_and_photos_of_them(committed: httpx.Client) -> 
     assert _accuracy(ask(photos), labels) >= floor - 0.05
 
 
+@pytest.mark.data
 def test_cifar10_classifies_test_images(committed: httpx.Client) -> None:
     needs("cifar10")
     grid = needs_data(DATA_DIR / "cifar10" / "test_00.webp")
@@ -113,6 +108,7 @@ def test_cifar10_classifies_test_images(committed: httpx.Client) -> None:
     assert _accuracy(response.json()["predictions"], labels) >= _floor(committed, "cifar10", 100)
 
 
+@pytest.mark.data
 def test_imdb_reads_test_reviews(committed: httpx.Client) -> None:
     needs("imdb")
     path = needs_data(DATA_DIR / "imdb" / "test.jsonl.gz")
@@ -131,6 +127,7 @@ def test_imdb_reads_test_reviews(committed: httpx.Client) -> None:
     assert _accuracy(response.json()["predictions"], labels) >= _floor(committed, "imdb", 60)
 
 
+@pytest.mark.data
 def test_speech_recognises_keywords(committed: httpx.Client) -> None:
     needs("speech")
     root = needs_data(DATA_DIR / "speech_commands")

@@ -101,7 +101,11 @@ def _mnist_test_images() -> Path | None:
     return path if path.is_file() else None
 
 
-@pytest.mark.skipif(_mnist_test_images() is None, reason="MNIST test files not available")
+@pytest.mark.data
+@pytest.mark.skipif(
+    _mnist_test_images() is None,
+    reason="needs the shared datasets: MNIST test files not found (set SMS_DATA_DIR)",
+)
 def test_real_mnist_digits_come_through_unchanged() -> None:
     """MNIST was made this way, so preparing an MNIST digit again should change nothing."""
     raw = gzip.decompress(_mnist_test_images().read_bytes())  # type: ignore[union-attr]

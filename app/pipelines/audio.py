@@ -9,6 +9,7 @@ longer ones give their loudest window. The graph takes float32 `waveform` [batch
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,9 @@ CONTENT_TYPES = frozenset(
         "audio/x-flac",
     }
 )
+
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 class AudioPipeline(Pipeline):
@@ -88,12 +92,19 @@ def read_audio(upload: Upload, max_seconds: float) -> tuple[np.ndarray, int]:
                 )
             pcm = audio.read(dtype="float32", always_2d=True)
     except (RuntimeError, TypeError, ValueError) as exc:  # LibsndfileError is a RuntimeError
-        raise InvalidInput(f"{upload.name}: not a readable WAV file: {exc}") from None
+        raise InvalidInput(f"{upload.name}: not a readable WAV file: {_reason(exc)}") from None
     if pcm.shape[0] == 0:
         raise InvalidInput(f"{upload.name}: the file holds no samples")
     if not np.isfinite(pcm).all():
         raise InvalidInput(f"{upload.name}: the file holds NaN or infinite samples")
     return pcm, rate
+
+
+def _reason(exc: Exception) -> str:
+    """libsndfile's own words, without the Python repr of our in-memory buffer that soundfile
+    puts in them ("Error opening <_io.BytesIO object at 0x…>: Format not recognised.")."""
+    reason = getattr(exc, "error_string", None) or str(exc)
+    return _OBJECT_REPR.sub("the file", reason).removeprefix("Error opening the file: ")
 
 
 def loudest_window(signal: np.ndarray, length: int) -> np.ndarray:

@@ -81,3 +81,14 @@ def test_loudest_window_pads_short_signals_at_the_end() -> None:
     window = loudest_window(np.ones(100, np.float32), 16_000)
     assert window.shape == (16_000,)
     assert window[:100].tolist() == [1.0] * 100 and not window[100:].any()
+
+
+def test_unreadable_audio_is_named_without_python_reprs(client: httpx.Client) -> None:
+    answer = client.post(
+        "/predict/speech", files={"files": ("notes.wav", b"not a wav at all" * 10, "audio/wav")}
+    )
+    assert answer.status_code == 422
+    message = answer.json()["error"]["message"]
+    assert message.startswith("notes.wav: not a readable WAV file: ")
+    assert "object at 0x" not in message and "<_io" not in message
+    assert "Format not recognised" in message

@@ -336,6 +336,8 @@ def _flatten(data: Any) -> list[Any]:
     """JSON `data` may be flat or nested row-major; either way, its elements in order."""
     if not isinstance(data, list):
         return [data]
+    if list not in set(map(type, data)):  # flat already (what tritonclient sends): C speed
+        return data
     flat: list[Any] = []
     stack: list[Iterable[Any]] = [iter(data)]
     while stack:
@@ -374,18 +376,20 @@ def _reshaped(flat: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarra
 
 
 def _numeric_array(elements: list[Any], datatype: str, dtype: np.dtype[Any], where: str) -> Any:
-    """JSON numbers as `dtype`, refusing what would change a value's kind or overflow."""
+    """JSON numbers as `dtype`, refusing what would change a value's kind or overflow. The
+    element types are checked in one C-level pass (`set(map(type, ...))`): a per-element
+    isinstance loop made a 784-pixel JSON tensor cost ~0.6 ms to parse."""
+    types = set(map(type, elements))
     if datatype == "BOOL":
-        if not all(isinstance(element, bool) for element in elements):
-            raise ProtocolError(f"{where}: BOOL elements must be true or false")
-        return np.array(elements, dtype=dtype)
-    integral = dtype.kind in "iu"
-    for element in elements:
-        if isinstance(element, bool) or not isinstance(element, int | float):
-            raise ProtocolError(f"{where}: {datatype} elements must be numbers, got {element!r}")
-        if integral and not isinstance(element, int):
-            raise ProtocolError(f"{where}: {datatype} elements must be integers, got {element!r}")
-    if integral and elements:
+        allowed, kind = {bool}, "true or false"
+    elif dtype.kind in "iu":
+        allowed, kind = {int}, "integers"
+    else:
+        allowed, kind = {int, float}, "numbers"
+    if not types <= allowed:
+        example = next(element for element in elements if type(element) not in allowed)
+        raise ProtocolError(f"{where}: {datatype} elements must be {kind}, got {example!r}")
+    if dtype.kind in "iu" and elements:
         info = np.iinfo(dtype)
         if min(elements) < info.min or max(elements) > info.max:
             raise ProtocolError(f"{where}: a value is out of the range of {datatype}")

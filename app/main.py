@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.http import repository, service
+from app.http import repository, service, v2_routes
 from app.http.cors import install_cors
 from app.http.errors import install_error_handlers
 from app.http.middleware import RequestContextMiddleware
@@ -48,6 +48,7 @@ TAGS = [
     {"name": "predict", "description": "Classify images, texts and speech."},
     {"name": "models", "description": "The served models: cards, versions and runtime facts."},
     {"name": "service", "description": "Health, readiness and metrics."},
+    v2_routes.V2_TAG,
     {
         "name": "repository",
         "description": "Load, reload and unload models while serving (Triton's repository "
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for spec in TASK_ROUTES:
             app.router.routes.extend(task_routes(spec, with_noop=True)[1:])
     app.router.routes.extend(service.router.routes)
+    app.router.routes.extend(v2_routes.router.routes)
     app.router.routes.extend(repository.router.routes)
     app.router.routes.extend(page_routes())
     install_cors(app, settings)

@@ -80,6 +80,7 @@ def predictions(
 ) -> list[dict[str, Any]]:
     card = served.card
     threshold = card.calibration.abstain_threshold
+    top_k = min(top_k, served.pipeline.max_top_k)
     return [
         prediction_dict(card.labels, item, top_k, threshold, heads[i] if heads else {})
         for i, item in enumerate(scores)

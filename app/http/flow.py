@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from fastapi import Request
 from starlette.types import Message, Receive
 
@@ -110,3 +111,17 @@ async def run_items(request: Request, served: LoadedVersion, items: Sequence[Any
         if isinstance(result, BaseException):
             raise result
     return results
+
+
+async def run_tensors(
+    request: Request, served: LoadedVersion, feed: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Submit client-made graph inputs (one feed, any number of rows) to the version's tensor
+    batcher, within the deadline; the graph's outputs by name come back."""
+    deadline = deadline_of(request)
+    future = served.tensor_batcher.submit(feed, deadline, disconnect_probe(request.receive))
+    try:
+        return await future
+    finally:
+        if not future.done():
+            future.cancel()

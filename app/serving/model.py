@@ -10,6 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from app.card import ModelCard
 from app.errors import ServiceError
 from app.metrics import BatcherMetrics, Metrics
@@ -49,6 +51,7 @@ class LoadedVersion:
         self.pipeline = pipeline
         self.sessions = sessions
         self.serving = serving
+        self.classes = len(card.labels)
         self.load_seconds = 0.0
         self.warmup_seconds = 0.0
         self._idle_sessions: queue.SimpleQueue[ModelSession] = queue.SimpleQueue()
@@ -57,6 +60,17 @@ class LoadedVersion:
         self.batcher: Batcher[Any, Scores] = Batcher(
             f"{self.name}/{self.version}",
             self.process,
+            max_batch_size=serving.max_batch_size,
+            max_delay_s=serving.max_delay_ms / 1000,
+            max_queue_size=serving.max_queue_size,
+            workers=len(sessions),
+            metrics=BatcherMetrics(metrics, self.name, self.version),
+        )
+        # Graph inputs that clients preprocessed themselves (the Open Inference Protocol's
+        # tensor way in) queue separately: they skip the pipeline and come back whole.
+        self.tensor_batcher: Batcher[dict[str, np.ndarray], dict[str, np.ndarray]] = Batcher(
+            f"{self.name}/{self.version}/tensors",
+            self.process_tensors,
             max_batch_size=serving.max_batch_size,
             max_delay_s=serving.max_delay_ms / 1000,
             max_queue_size=serving.max_queue_size,
@@ -82,12 +96,48 @@ class LoadedVersion:
                     feed = pipeline.collate([decoded.arrays[m] for m in members])
                     probabilities = session.run(feed)
                     for member, scores in zip(
-                        members, top_scores(probabilities, pipeline.max_top_k), strict=True
+                        members, top_scores(probabilities, self.classes), strict=True
                     ):
                         results[decoded.positions[member]] = scores
             finally:
                 self._idle_sessions.put(session)
         return results  # type: ignore[return-value]  # every slot is filled above
+
+    def process_tensors(
+        self, feeds: Sequence[dict[str, np.ndarray]]
+    ) -> list[dict[str, np.ndarray]]:
+        """Run client-made graph inputs (in a worker thread): feeds whose tensors agree in
+        everything but the batch axis run together, and each gets its own rows of every graph
+        output back."""
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for index, feed in enumerate(feeds):
+            key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(feed.items()))
+            groups.setdefault(key, []).append(index)
+        results: list[dict[str, np.ndarray]] = [{} for _ in feeds]
+        session = self._idle_sessions.get()
+        try:
+            for members in groups.values():
+                names = feeds[members[0]].keys()
+                joined = {n: np.concatenate([feeds[m][n] for m in members]) for n in names}
+                outputs = session.run_all(joined)
+                start = 0
+                for member in members:
+                    rows = next(iter(feeds[member].values())).shape[0]
+                    results[member] = {n: o[start : start + rows] for n, o in outputs.items()}
+                    start += rows
+        finally:
+            self._idle_sessions.put(session)
+        return results
+
+    async def drain(self) -> None:
+        """Stop taking work and let what is queued and running finish (a replaced or
+        unloaded version leaves this way)."""
+        await self.batcher.drain()
+        await self.tensor_batcher.drain()
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        await self.tensor_batcher.close()
 
     def warm_up(self) -> None:
         """Every session at every batch size (and sequence length), then the whole decode

@@ -311,7 +311,7 @@ class ModelRegistry:
 
     async def _retire(self, entry: ModelEntry, retiring: list[LoadedVersion]) -> None:
         for old in retiring:
-            await old.batcher.drain()
+            await old.drain()
             status = entry.versions.get(old.version)
             if status is not None and status.state == "UNLOADING":
                 status.state, status.reason = "UNAVAILABLE", "unloaded"
@@ -390,7 +390,7 @@ class ModelRegistry:
                 await self._poller
         for entry in self.models.values():
             for loaded in entry.serving.values():
-                await loaded.batcher.close()
+                await loaded.close()
 
 
 def version_or_none(version: str | None) -> str | None:

@@ -102,7 +102,8 @@ class ModelSession:
         # waste compute there.
         self.pad_to_buckets = self.on_gpu
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_name = self.output_names[0]
 
     def check_signature(self, card: ModelCard) -> None:
         """The graph's inputs and outputs must be what the card says, batch dimension dynamic."""
@@ -124,6 +125,12 @@ class ModelSession:
                 feed = {name: _pad_rows(array, target) for name, array in feed.items()}
         (probabilities,) = self.session.run([self.output_name], feed)
         return probabilities[:rows]
+
+    def run_all(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch and return every graph output by name (for clients that bring their
+        own tensors; not padded to buckets)."""
+        outputs = self.session.run(self.output_names, feed)
+        return dict(zip(self.output_names, outputs, strict=True))
 
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:

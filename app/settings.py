@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     max_delay_ms: float = Field(
         2.0,
         ge=0,
-        description="Longest a request waits for company once a worker is free before its "
-        "batch runs anyway.",
+        description="Longest a request waits for company while another batch of its model is "
+        "computing; with every worker idle a batch goes at once.",
     )
     max_queue_size: int = Field(
         512, ge=1, description="Items waiting per model; beyond this the server answers 503."

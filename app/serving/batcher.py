@@ -6,9 +6,10 @@ The call site stays a plain await: `result = await batcher.submit(item, deadline
   with a Retry-After computed from the queue length and the measured service rate) instead of
   making the caller wait.
 * A batching task, started lazily on the first submit, waits for a free worker, then for the
-  first item, then gathers more until the batch holds `max_batch_size` items or the oldest item
-  has waited `max_delay`. Items that queued while every worker was busy have already waited,
-  so a freed worker takes them at once.
+  first item. With every worker idle the batch goes at once with what has arrived (a lone
+  request never waits for company); while another worker is busy it gathers more until the
+  batch holds `max_batch_size` items or the oldest item has waited `max_delay`. Items that
+  queued while every worker was busy have already waited, so a freed worker takes them at once.
 * Every item has a deadline timer: when it fires the item is answered with
   `DeadlineExceeded` (504) at once, queued or computing. Before compute, items whose deadline
   passed, whose caller gave up (future cancelled) or whose client disconnected are dropped.
@@ -87,6 +88,7 @@ class Batcher(Generic[ItemT, ResultT]):
         self._wake_at_length = 1
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._busy_workers = 0  # batches computing now
         self._closed = False
         self.items_per_second: float | None = None  # measured service rate
 
@@ -216,18 +218,21 @@ class Batcher(Generic[ItemT, ResultT]):
             if not batch:
                 self._free_workers.release()
                 continue
+            self._busy_workers += 1
             run = asyncio.get_running_loop().create_task(self._run_batch(batch))
             self._running.add(run)
             run.add_done_callback(self._running.discard)
 
     async def _next_batch(self) -> list[_Pending]:
-        """Wait for a first item, then for company until the batch is full or the oldest item
-        has waited `max_delay_s`; return the items still worth computing."""
+        """Wait for a first item; then, only while another worker is busy (under load), wait
+        for company until the batch is full or the oldest item has waited `max_delay_s`. With
+        every worker idle the batch goes at once with whatever has arrived: a lone request
+        never waits for company that is not coming. Returns the items still worth computing."""
         while not self._queue:
             self._wake_at_length = 1
             await self._sleep_until_woken(None)
         self._wake_at_length = self.max_batch_size
-        while len(self._queue) < self.max_batch_size:
+        while len(self._queue) < self.max_batch_size and self._busy_workers > 0:
             remaining = self._queue[0].enqueued + self.max_delay_s - time.monotonic()
             if remaining <= 0:
                 break
@@ -308,6 +313,7 @@ class Batcher(Generic[ItemT, ResultT]):
                 else:
                     pending.future.set_result(result)
         finally:
+            self._busy_workers -= 1
             self._free_workers.release()
 
     def _timed(self, items: list[ItemT]) -> tuple[Sequence[ResultT | BaseException], float]:

@@ -239,3 +239,40 @@ def test_close_fails_what_is_still_queued() -> None:
         assert all(isinstance(o, NotReady) for o in outcomes[1:])
 
     run(scenario())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    workers=st.integers(1, 3),
+    max_batch=st.integers(2, 32),
+    gaps_s=st.lists(st.floats(0.0, 0.02), min_size=1, max_size=4),
+)
+def test_a_lone_request_never_waits_for_company(
+    workers: int, max_batch: int, gaps_s: list[float]
+) -> None:
+    """With every worker idle, a request goes at once: max_delay (here 5 s) only applies while
+    another batch is computing. Requests come one at a time, each after the previous answer."""
+    max_delay_s = 5.0
+
+    async def scenario() -> list[float]:
+        recorder = Recorder()
+        batcher = Batcher(
+            "lone",
+            recorder,
+            max_batch_size=max_batch,
+            max_delay_s=max_delay_s,
+            max_queue_size=64,
+            workers=workers,
+        )
+        waits = []
+        for value, gap in enumerate(gaps_s):
+            await asyncio.sleep(gap)
+            started = time.monotonic()
+            assert await batcher.submit(value, time.monotonic() + FAR) == 2 * value
+            waits.append(time.monotonic() - started)
+        await batcher.close()
+        assert [items for items, _, _ in recorder.batches] == [[v] for v in range(len(gaps_s))]
+        return waits
+
+    waits = run(scenario())
+    assert max(waits) < max_delay_s / 10, waits

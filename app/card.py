@@ -56,6 +56,9 @@ class TextPreprocessing(_Strict):
     tokenizer_file: str = "tokenizer.json"
     pad_id: int = 0
     max_chars: int = Field(description="Longest text (in characters) the model was built for.")
+    tokenizer_sha256: str | None = Field(
+        default=None, description="sha256 of `tokenizer_file`; absent on cards written before it"
+    )
 
 
 class AudioPreprocessing(_Strict):
@@ -127,6 +130,29 @@ class TrainingInfo(_Strict):
     )
 
 
+class BaselineSummary(_Strict):
+    """The classic tutorial model for the same task (`python -m training <task> --arch seed`),
+    trained on the same splits and exported, calibrated and measured the same way: beside the
+    default's own figures it shows what the default buys. Latencies of both models are measured
+    together, by the same method, on the same machine, since only their ratio travels."""
+
+    description: str
+    command: str
+    epochs: int
+    training_duration_s: float
+    onnx_sha256: str
+    onnx_bytes: int
+    default_onnx_bytes: int
+    accuracy: float = Field(description="on the default's test split")
+    accuracy_interval_95: tuple[float, float] | None = None
+    ece: float = Field(description="test ECE after the baseline's own temperature scaling")
+    test_samples: int
+    ms_per_item: float
+    default_ms_per_item: float
+    latency_method: str
+    measured_at: str
+
+
 class ModelCard(_Strict):
     """All the server needs to serve `model.onnx`, and all a user needs to trust it."""
 
@@ -149,6 +175,9 @@ class ModelCard(_Strict):
     data: DataInfo
     training: TrainingInfo
     versions: dict[str, str] = Field(description="library versions used to train and export")
+    baseline: BaselineSummary | None = Field(
+        default=None, description="the tutorial baseline's figures; absent on older cards"
+    )
 
     def metric(self, name: str, split: str = "test") -> Metric | None:
         return next((m for m in self.metrics if m.name == name and m.split == split), None)

@@ -57,6 +57,9 @@ class TextPreprocessing(_Strict):
     tokenizer_file: str = "tokenizer.json"
     pad_id: int = 0
     max_chars: int = Field(description="Longest text (in characters) the model was built for.")
+    tokenizer_sha256: str | None = Field(
+        default=None, description="sha256 of `tokenizer_file`; absent on cards written before it"
+    )
 
 
 class AudioPreprocessing(_Strict):
@@ -128,6 +131,29 @@ class TrainingInfo(_Strict):
     )
 
 
+class BaselineSummary(_Strict):
+    """The classic tutorial model for the same task (`python -m training <task> --arch seed`),
+    trained on the same splits and exported, calibrated and measured the same way: beside the
+    default's own figures it shows what the default buys. Latencies of both models are measured
+    together, by the same method, on the same machine, since only their ratio travels."""
+
+    description: str
+    command: str
+    epochs: int
+    training_duration_s: float
+    onnx_sha256: str
+    onnx_bytes: int
+    default_onnx_bytes: int
+    accuracy: float = Field(description="on the default's test split")
+    accuracy_interval_95: tuple[float, float] | None = None
+    ece: float = Field(description="test ECE after the baseline's own temperature scaling")
+    test_samples: int
+    ms_per_item: float
+    default_ms_per_item: float
+    latency_method: str
+    measured_at: str
+
+
 class ModelCard(_Strict):
     """All the server needs to serve `model.onnx`, and all a user needs to trust it."""
 
@@ -150,6 +176,9 @@ class ModelCard(_Strict):
     data: DataInfo
     training: TrainingInfo
     versions: dict[str, str] = Field(description="library versions used to train and export")
+    baseline: BaselineSummary | None = Field(
+        default=None, description="the tutorial baseline's figures; absent on older cards"
+    )
 
     def metric(self, name: str, split: str = "test") -> Metric | None:
         return next((m for m in self.metrics if m.name == name and m.split == split), None)
@@ -170,3 +199,31 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def version_dirs(model_root: Path) -> dict[int, Path]:
+    """The version folders of one model (`models/<name>/<positive integer>/`), by number."""
+    if not model_root.is_dir():
+        return {}
+    return {
+        int(p.name): p
+        for p in model_root.iterdir()
+        if p.is_dir() and p.name.isdigit() and not p.name.startswith("0")
+    }
+
+
+def latest_version_dir(models_dir: Path, name: str) -> Path:
+    """Where the newest version of `name` lives: its highest version folder, or the model
+    folder itself in the flat layout of before versions (read as version 1)."""
+    versions = version_dirs(models_dir / name)
+    return versions[max(versions)] if versions else models_dir / name
+
+
+def new_version_dir(models_dir: Path, name: str) -> Path:
+    """The folder a newly trained version of `name` goes to: one above the highest version
+    (2 beside a flat model, which is version 1)."""
+    root = models_dir / name
+    versions = version_dirs(root)
+    if versions:
+        return root / str(max(versions) + 1)
+    return root / ("2" if (root / CARD_FILE).exists() else "1")

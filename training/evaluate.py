@@ -1,128 +1,150 @@
-"""Evaluate an exported model with ONNX Runtime: accuracy (with a bootstrap interval), the
-confusion matrix, and the figures beside the card. Used right after export and by
-`python -m training evaluate <task>`."""
+"""`python -m training evaluate <task>`: re-measure a models/ entry with ONNX Runtime and check
+every figure on its card against the measurement: the sha256 of the model and of the tokenizer,
+the split sizes, every metric (accuracy and its interval, ECE before and after calibration,
+abstain coverage, accuracy when answering, validation accuracy, and any other), the calibration's
+ECEs and the abstain threshold. Prints the confusion matrix and redraws the figures. Exit status
+1 on any disagreement, or when the card has no test metric to check."""
 
 from __future__ import annotations
 
-import textwrap
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from training.data import Split
-from training.tasks.base import Task
+from app.card import Metric, ModelCard, TextPreprocessing, latest_version_dir, sha256_of
+from training import calibrate
+from training.card import ROUNDING, card_metrics
+from training.data import DataNotFoundError
+from training.figures import write_figures
+from training.measure import format_confusion, measure
+from training.tasks import get_task
+from training.tasks.seed import is_baseline
 
-CONFUSION_PNG = "confusion_matrix.png"
-CURVES_PNG = "training_curves.png"
-
-
-@dataclass
-class Evaluation:
-    probabilities: np.ndarray
-    labels: np.ndarray
-    accuracy: float
-    interval_95: tuple[float, float]
-    confusion: np.ndarray
+TOLERANCE = 2 * 10.0**-ROUNDING  # the card keeps 6 decimals; the measurement is deterministic
 
 
-def ort_probabilities(
-    task: Task, model_path: Path, split: Split, batch_size: int = 256
-) -> np.ndarray:
-    from training.export import cpu_session
+def evaluate_entry(name: str, models_dir: Path, data_dir: Path, download: bool = False) -> int:
+    model_dir = latest_version_dir(models_dir, name)
+    card = ModelCard.load(model_dir)
+    problems = list(file_problems(card, model_dir))
+    if problems:  # measuring a file that is not the card's would check nothing
+        return report(problems)
+    if not any(m.split == "test" for m in card.metrics):
+        return report([f"{model_dir / 'card.json'} has no test metric to check"])
 
-    session = cpu_session(model_path)
-    name = session.get_inputs()[0].name
-    out = [
-        session.run(None, {name: x})[0]
-        for x, _ in task.batches(split, batch_size, shuffle=False, rng=np.random.default_rng(0))
-    ]
-    return np.concatenate(out)
+    task = get_task(name, "seed" if is_baseline(card) else "default")
+    try:
+        dataset = task.load_data(data_dir, download, int(card.training.seed))
+    except DataNotFoundError as exc:
+        raise DataNotFoundError(
+            f"evaluate re-measures the validation and test splits of {name}: {exc}"
+        ) from exc
+    task.restore(model_dir, dataset)
+    onnx_path = model_dir / card.onnx_file
+    validation = measure(task, onnx_path, dataset.val, len(card.labels))
+    test = measure(task, onnx_path, dataset.test, len(card.labels))
 
-
-def bootstrap_interval(
-    correct: np.ndarray, groups: np.ndarray | None, rounds: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """95% interval of accuracy, resampling whole groups (speakers) when given."""
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        groups = np.arange(len(correct))
-    names, inverse = np.unique(groups, return_inverse=True)
-    hits = np.bincount(inverse, weights=correct.astype(float))
-    counts = np.bincount(inverse)
-    draws = rng.integers(0, len(names), size=(rounds, len(names)))
-    accs = hits[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    return float(np.percentile(accs, 2.5)), float(np.percentile(accs, 97.5))
-
-
-def evaluate(task: Task, model_path: Path, split: Split, num_classes: int) -> Evaluation:
-    probs = ort_probabilities(task, model_path, split)
-    pred = probs.argmax(axis=1)
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (split.y, pred), 1)
-    correct = pred == split.y
-    return Evaluation(
-        probs, split.y, float(correct.mean()), bootstrap_interval(correct, split.groups), confusion
+    low, high = test.interval_95
+    print(
+        f"{name} {card.version}: test accuracy {test.accuracy:.4f} (95% {low:.4f}-{high:.4f}) "
+        f"on {len(test.labels)} samples"
     )
+    print(format_confusion(test.confusion, card.labels))
+    written = write_figures(model_dir, card, test)
 
-
-def format_confusion(confusion: np.ndarray, labels: list[str]) -> str:
-    width = max(6, *(len(label) for label in labels))
-    head = " " * width + " " + " ".join(f"{label[:width]:>{width}}" for label in labels)
-    rows = [
-        f"{label[:width]:>{width}} " + " ".join(f"{v:>{width}d}" for v in row)
-        for label, row in zip(labels, confusion, strict=True)
-    ]
-    return "\n".join(
-        [f"rows: true label, columns: predicted ({confusion.sum()} samples)", head, *rows]
+    measured = card_metrics(
+        card.data.dataset,
+        validation,
+        test,
+        card.calibration.temperature,
+        card.calibration.abstain_threshold,
     )
+    sizes = {"train": None, "validation": len(dataset.val), "test": len(dataset.test)}
+    problems = [
+        *split_problems(card, sizes),
+        *metric_problems(card.metrics, measured),
+        *calibration_problems(card, measured, validation.probabilities, dataset.val.y),
+    ]
+    if problems:
+        return report(problems)
+    checked = len(card.metrics) + 3  # the metrics, the two calibration ECEs, the threshold
+    print(
+        f"matches the card: {checked} figures and the file hashes; "
+        f"wrote {' and '.join(written)} in {model_dir}"
+    )
+    return 0
 
 
-def plot_confusion(confusion: np.ndarray, labels: list[str], title: str, path: Path) -> None:
-    import matplotlib
+def report(problems: list[str]) -> int:
+    for problem in problems:
+        print(f"mismatch: {problem}")
+    return 1
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(labels), 0.8 + 0.5 * len(labels)))
-    ax.imshow(np.log1p(confusion), cmap="Blues")
-    for i, j in np.ndindex(confusion.shape):
-        ax.text(
-            j,
-            i,
-            str(confusion[i, j]),
-            ha="center",
-            va="center",
-            fontsize=7,
-            color="white" if confusion[i, j] > confusion.max() / 2 else "black",
+def file_problems(card: ModelCard, model_dir: Path) -> Iterator[str]:
+    onnx_path = model_dir / card.onnx_file
+    if sha256_of(onnx_path) != card.onnx_sha256:
+        yield f"{onnx_path} does not match the sha256 on its card"
+    prep = card.preprocessing
+    if isinstance(prep, TextPreprocessing):
+        path = model_dir / prep.tokenizer_file
+        if prep.tokenizer_sha256 is None:
+            print(f"note: the card records no sha256 for {path}; not checked")
+        elif sha256_of(path) != prep.tokenizer_sha256:
+            yield f"{path} does not match the tokenizer sha256 on its card"
+
+
+def split_problems(card: ModelCard, sizes: dict[str, int | None]) -> Iterator[str]:
+    for split, size in sizes.items():
+        recorded = card.data.splits.get(split)
+        if size is not None and recorded is not None and recorded.samples != size:
+            yield f"the card's {split} split has {recorded.samples} samples, the data {size}"
+
+
+def _differs(a: float, b: float) -> bool:
+    return abs(a - b) > TOLERANCE
+
+
+def metric_problems(recorded: list[Metric], measured: list[Metric]) -> Iterator[str]:
+    by_key = {(m.name, m.split): m for m in measured}
+    for metric in recorded:
+        label = f"{metric.split} {metric.name}"
+        got = by_key.get((metric.name, metric.split))
+        if got is None:
+            yield f"the card records {label}, which evaluate cannot re-measure"
+            continue
+        if _differs(metric.value, got.value):
+            yield f"the card records {label} {metric.value:.6f}, measured {got.value:.6f}"
+        if metric.samples != got.samples:
+            yield f"the card's {label} is on {metric.samples} samples, measured {got.samples}"
+        if (metric.interval_95 is None) != (got.interval_95 is None) or (
+            metric.interval_95 is not None
+            and got.interval_95 is not None
+            and any(
+                _differs(a, b) for a, b in zip(metric.interval_95, got.interval_95, strict=True)
+            )
+        ):
+            yield (
+                f"the card records {label} interval {metric.interval_95}, "
+                f"measured {got.interval_95}"
+            )
+
+
+def calibration_problems(
+    card: ModelCard, measured: list[Metric], val_probabilities: np.ndarray, val_labels: np.ndarray
+) -> Iterator[str]:
+    values = {m.name: m.value for m in measured if m.split == "test"}
+    cal = card.calibration
+    for field, name in (("ece_test_before", "ece_uncalibrated"), ("ece_test_after", "ece")):
+        if _differs(getattr(cal, field), values[name]):
+            yield (
+                f"the card records calibration.{field} {getattr(cal, field):.6f}, "
+                f"measured {values[name]:.6f}"
+            )
+    threshold = round(calibrate.abstain_threshold(val_probabilities, val_labels), ROUNDING)
+    if _differs(cal.abstain_threshold, threshold):
+        yield (
+            f"the card records abstain_threshold {cal.abstain_threshold:.6f}, "
+            f"validation gives {threshold:.6f}"
         )
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_curves(history: list[dict[str, float]], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train loss")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.legend()
-    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], label="train (augmented)")
-    ax_acc.plot(epochs, [h["val_accuracy"] for h in history], label="validation")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.legend()
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from app.card import ModelCard, TextPreprocessing
+from app.card import ModelCard, TextPreprocessing, sha256_of
 from app.pipelines.base import CardMismatch, Pipeline, batch_buckets, bucket_for
 from app.tokenizer import Tokenizer
 
@@ -47,6 +47,11 @@ class TextPipeline(Pipeline):
         assert isinstance(prep, TextPreprocessing)
         self.pad_id = prep.pad_id
         path = self.directory / prep.tokenizer_file
+        if prep.tokenizer_sha256 and path.is_file() and sha256_of(path) != prep.tokenizer_sha256:
+            raise CardMismatch(
+                f"{path}: sha256 does not match the card's tokenizer_sha256 (file changed or "
+                "corrupt)"
+            )
         try:
             self.tokenizer = Tokenizer.load(path)
         except Exception as exc:

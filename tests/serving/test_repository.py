@@ -155,3 +155,14 @@ def test_readiness_is_503_when_nothing_can_serve(repo: Path) -> None:
         assert ready.status_code == 503
         assert len(ready.json()["problems"]) == 2
         assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_a_tokenizer_that_does_not_match_its_card_is_refused(tmp_path: Path) -> None:
+    built = text_model(tmp_path, "imdb")
+    tokenizer = built.directory / "tokenizer.json"
+    prep = built.card.preprocessing.model_copy(update={"tokenizer_sha256": sha256_of(tokenizer)})
+    rewrite_card(built.directory, preprocessing=prep.model_dump())
+    start_app(tmp_path)  # the hash matches: serves
+    tokenizer.write_text(tokenizer.read_text().replace("}", ', "extra": 1}', 1))
+    with pytest.raises(StartupError, match="tokenizer_sha256"):
+        start_app(tmp_path)

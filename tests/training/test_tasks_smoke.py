@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from app.card import ModelCard, sha256_of
+from app.card import ModelCard, latest_version_dir, sha256_of
 from training.pipeline import run_task
 from training.tasks import TASK_NAMES, get_task
 
@@ -33,7 +33,7 @@ def trained(tmp_path_factory, data_dir) -> dict[str, Path]:
             progress=False,
             checkpoint_dir=out / "runs",
         )
-    return {name: out / name for name in TASK_NAMES}
+    return {name: latest_version_dir(out, name) for name in TASK_NAMES}
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
@@ -92,7 +92,7 @@ def test_evaluate_command_reproduces_the_card(trained: dict[str, Path], data_dir
             "evaluate",
             "mnist",
             "--models-dir",
-            str(trained["mnist"].parent),
+            str(trained["mnist"].parents[1]),
             "--data-dir",
             str(data_dir),
         ],

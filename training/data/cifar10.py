@@ -14,6 +14,7 @@ from training.data import DataNotFoundError, Dataset, Split, holdout
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck"]  # fmt: skip
 VAL_SIZE = 2000
+GRID_TEST_FILES = ("test_00.webp", "test_labels.txt")
 
 
 def read_grid(path: Path) -> np.ndarray:
@@ -68,6 +69,11 @@ def load(data_dir: Path, download: bool = False, seed: int = 0) -> Dataset:
 
         torchvision.datasets.CIFAR10(str(data_dir), train=True, download=True)
     if (grids / "train_labels.txt").exists() and any(grids.glob("train_*.webp")):
+        missing = [name for name in GRID_TEST_FILES if not (grids / name).exists()]
+        if missing:
+            raise DataNotFoundError(
+                f"CIFAR-10 test split not found: missing {', '.join(missing)} in {grids}"
+            )
         train_x, train_y, test_x, test_y, train_src, test_src = _from_grids(grids)
     elif batches.exists():
         train_x, train_y, test_x, test_y, train_src, test_src = _from_batches(batches)

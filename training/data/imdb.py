@@ -44,6 +44,10 @@ def load(data_dir: Path, download_missing: bool = False, seed: int = 0) -> Datas
         with tarfile.open(archive) as tar:
             tar.extractall(data_dir, filter="data")
     if (shared / "train.jsonl.gz").exists():
+        if not (shared / "test.jsonl.gz").exists():
+            raise DataNotFoundError(
+                f"IMDB test split not found: missing {shared / 'test.jsonl.gz'}"
+            )
         train_texts, train_y = _read_jsonl(shared / "train.jsonl.gz")
         test_texts, test_y = _read_jsonl(shared / "test.jsonl.gz")
         origin = "imdb/train.jsonl.gz"

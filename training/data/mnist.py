@@ -45,9 +45,10 @@ def load(data_dir: Path, download: bool = False) -> Dataset:
         torchvision.datasets.MNIST(str(data_dir), train=False, download=True)
         paths = {key: _find(data_dir, stem) for key, stem in FILES.items()}
     if None in paths.values():
+        missing = [FILES[key] for key, path in paths.items() if path is None]
         raise DataNotFoundError(
-            f"MNIST not found under {data_dir}: expected {', '.join(FILES.values())} (.gz or not) "
-            "in mnist/ or MNIST/raw/ (torchvision's layout); pass --download to fetch it"
+            f"MNIST not found under {data_dir}: missing {', '.join(missing)} (.gz or not) in "
+            "mnist/ or MNIST/raw/ (torchvision's layout); pass --download to fetch it"
         )
     images = {k: read_idx(paths[k]) for k in ("train_x", "test_x")}
     labels = {k: read_idx(paths[k]).astype(np.int64) for k in ("train_y", "test_y")}

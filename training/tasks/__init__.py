@@ -5,11 +5,18 @@ from __future__ import annotations
 from training.tasks.base import Task
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str, arch: str = "default") -> Task:
+    """The task's default recipe, or with arch="seed" its classic tutorial baseline."""
     import importlib
 
     if name not in TASK_NAMES:
         raise SystemExit(f"unknown task {name!r}; choose from {', '.join(TASK_NAMES)}")
+    if arch == "seed":
+        from training.tasks.seed import SEED_TASKS
+
+        return SEED_TASKS[name]()
+    if arch != "default":
+        raise SystemExit(f"unknown arch {arch!r}; choose default or seed")
     module = importlib.import_module(f"training.tasks.{name}")
     task_class: type[Task] = next(
         v

@@ -564,8 +564,12 @@ def int8_section(models_dir: Path) -> list[str]:
     """fp32 vs int8 per model, from the cards (`python -m training quantize <task>` writes them)."""
     from app.card import ModelCard
 
-    cards = [ModelCard.load(d) for d in sorted(models_dir.glob("*")) if (d / "card.json").exists()]
-    cards = [c for c in cards if c.int8 is not None]
+    # models/<name>/ or models/<name>/<version>/
+    folders = [
+        p.parent
+        for p in sorted([*models_dir.glob("*/card.json"), *models_dir.glob("*/*/card.json")])
+    ]
+    cards = [(d, c) for d in folders if (c := ModelCard.load(d)).int8 is not None]
     if not cards:
         return []
     lines = [
@@ -582,7 +586,7 @@ def int8_section(models_dir: Path) -> list[str]:
         "| auto serves |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for card in cards:
+    for folder, card in cards:
         q = card.int8
         assert q is not None
         fp32, int8 = card.metric("accuracy"), q.metric("accuracy")
@@ -591,7 +595,7 @@ def int8_section(models_dir: Path) -> list[str]:
             lines.append(f"| {card.name} | (the card lacks a figure) |||||||| ")
             continue
         low, high = int8.interval_95
-        size32 = (models_dir / card.name / card.onnx_file).stat().st_size
+        size32 = (folder / card.onnx_file).stat().st_size
         speed = {s.batch: s for s in q.speed}
 
         def ms(batch: int, speed: dict = speed) -> str:

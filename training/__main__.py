@@ -1,5 +1,6 @@
 """`python -m training <task>` trains, exports, calibrates and evaluates one model;
-`python -m training evaluate <task>` re-evaluates a models/ entry with ONNX Runtime."""
+`python -m training evaluate <task>` re-evaluates a models/ entry with ONNX Runtime;
+`python -m training quantize <task>` writes its int8 copy (training/quantize.py)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    parser.add_argument("task", choices=[*TASK_NAMES, "evaluate"])
+    parser.add_argument("task", choices=[*TASK_NAMES, "evaluate", "quantize"])
     parser.add_argument(
-        "eval_task", nargs="?", choices=TASK_NAMES, help="with `evaluate`: which models/ entry"
+        "eval_task",
+        nargs="?",
+        choices=TASK_NAMES,
+        help="with `evaluate` or `quantize`: which models/ entry",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="with `quantize`: the model folder (default <models-dir>/<task>)",
     )
     parser.add_argument(
         "--data-dir",
@@ -65,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             if not args.eval_task:
                 parser.error("evaluate needs a task name")
             return reevaluate(get_task(args.eval_task), args.models_dir, data_dir, args.download)
+        if args.task == "quantize":
+            from training.quantize import quantize
+
+            if not args.eval_task:
+                parser.error("quantize needs a task name")
+            model_dir = args.model_dir or args.models_dir / args.eval_task
+            return quantize(get_task(args.eval_task), model_dir, data_dir, args.download)
         from training.pipeline import run_task
 
         overrides = parse_overrides(args.set)

@@ -40,6 +40,18 @@ PEER_COMMANDS: dict[str, tuple[list[str], str]] = {
 }
 
 
+def card_folder(models_dir: Path, name: str) -> Path:
+    """The folder holding `name`'s card: models/<name>/, or its highest numbered version
+    models/<name>/<version>/ (the versioned layout)."""
+    folder = models_dir / name
+    if (folder / "card.json").is_file():
+        return folder
+    versions = [d for d in folder.glob("*") if d.name.isdigit() and (d / "card.json").is_file()]
+    if not versions:
+        raise SystemExit(f"no card for {name} in {folder}")
+    return max(versions, key=lambda d: int(d.name))
+
+
 def _only_mnist(models_dir: Path, into: Path) -> Path:
     """A models folder holding only mnist (a link), so our service loads what the peers load."""
     (into / ENDPOINT).symlink_to(models_dir / ENDPOINT, target_is_directory=True)
@@ -118,7 +130,8 @@ def run_peers(
     if cores:
         os.sched_setaffinity(0, {CLIENT_CORE})
     core = SERVER_CORE if cores else None
-    card = ModelCard.load(models_dir / ENDPOINT)
+    folder = card_folder(models_dir, ENDPOINT)
+    card = ModelCard.load(folder)
     onnx_file, onnx_sha256 = card.serving_onnx(precision)
     payload = load_payloads(datasets, (ENDPOINT,))[ENDPOINT]
     results: dict[str, Any] = {
@@ -137,7 +150,7 @@ def run_peers(
     workdir = Path(tempfile.mkdtemp(prefix="sms-peers-"))
     try:
         only_mnist = _only_mnist(models_dir, workdir)
-        onnx_path = models_dir / ENDPOINT / onnx_file
+        onnx_path = folder / onnx_file
         for name, server in servers(only_mnist, onnx_path, card.labels, core):
             log(f"peers [{name}]: {server.command_line()}")
             entry: dict[str, Any] = {"command": server.command_line()}

@@ -154,6 +154,58 @@ class BaselineSummary(_Strict):
     measured_at: str
 
 
+class CalibrationSet(_Strict):
+    """The data the int8 activation ranges were calibrated on."""
+
+    split: str = "validation"
+    samples: int
+    source: str
+
+
+class QuantParity(_Strict):
+    """How closely the int8 graph follows the fp32 one, over a whole split."""
+
+    split: str = "test"
+    samples: int
+    top1_agreement: float
+    max_abs_probability_difference: float
+
+
+class QuantSpeed(_Strict):
+    """ONNX Runtime compute per item, fp32 vs int8, on `threads` threads (inference only; the
+    best of repeated runs of one batch)."""
+
+    batch: int
+    threads: int = 1
+    fp32_ms_per_item: float
+    int8_ms_per_item: float
+
+
+# The server picks int8 (precision "auto") when it loses at most this much test accuracy.
+INT8_MAX_ACCURACY_LOSS = 0.002
+
+
+class QuantizedVariant(_Strict):
+    """An int8 copy of `model.onnx` (`python -m training quantize <task>`): same inputs, outputs
+    and labels; its own accuracy, calibration error and parity with fp32, measured on test."""
+
+    onnx_file: str = "model.int8.onnx"
+    onnx_sha256: str
+    size_bytes: int
+    method: str
+    quantized_op_types: list[str]
+    excluded_nodes: list[str] = Field(default=[], description="nodes kept in fp32")
+    calibration: CalibrationSet
+    metrics: list[Metric] = Field(description="test accuracy (with interval) and ece")
+    parity: QuantParity
+    speed: list[QuantSpeed] = []
+    onnxruntime: str = ""
+    machine: str = ""
+
+    def metric(self, name: str, split: str = "test") -> Metric | None:
+        return next((m for m in self.metrics if m.name == name and m.split == split), None)
+
+
 class ModelCard(_Strict):
     """All the server needs to serve `model.onnx`, and all a user needs to trust it."""
 
@@ -179,9 +231,33 @@ class ModelCard(_Strict):
     baseline: BaselineSummary | None = Field(
         default=None, description="the tutorial baseline's figures; absent on older cards"
     )
+    int8: QuantizedVariant | None = None
 
     def metric(self, name: str, split: str = "test") -> Metric | None:
         return next((m for m in self.metrics if m.name == name and m.split == split), None)
+
+    def int8_loss(self) -> float | None:
+        """fp32 minus int8 test accuracy, where both are on the card."""
+        fp32 = self.metric("accuracy")
+        int8 = self.int8.metric("accuracy") if self.int8 is not None else None
+        return None if fp32 is None or int8 is None else fp32.value - int8.value
+
+    def serving_onnx(self, precision: Literal["auto", "fp32", "int8"] = "auto") -> tuple[str, str]:
+        """(file, sha256) to serve. auto: int8 when its test accuracy is within
+        INT8_MAX_ACCURACY_LOSS of fp32, else fp32; int8 without an int8 entry is an error."""
+        fp32 = (self.onnx_file, self.onnx_sha256)
+        if precision == "fp32":
+            return fp32
+        if self.int8 is None:
+            if precision == "int8":
+                raise ValueError(f"{self.name}: the card has no int8 model")
+            return fp32
+        int8 = (self.int8.onnx_file, self.int8.onnx_sha256)
+        if precision == "int8":
+            return int8
+        loss = self.int8_loss()
+        # 1e-9: accuracies are rounded to 6 places on the card
+        return int8 if loss is not None and loss <= INT8_MAX_ACCURACY_LOSS + 1e-9 else fp32
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelCard:
@@ -189,7 +265,11 @@ class ModelCard(_Strict):
 
     def save(self, model_dir: Path) -> Path:
         path = model_dir / CARD_FILE
-        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+        # a card without an int8 model is written exactly as before the field existed
+        data = self.model_dump(mode="json")
+        if data.get("int8") is None:
+            data.pop("int8", None)
+        path.write_text(json.dumps(data, indent=2) + "\n")
         return path
 
 

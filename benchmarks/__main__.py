@@ -3,6 +3,8 @@
 python -m benchmarks run [--quick] [--fixture-models] [--endpoints mnist speech ...]
 python -m benchmarks report                 # rewrite docs/benchmarks.md from the JSON
 python -m benchmarks ceiling                # the load generator's own ceiling only
+python -m benchmarks peers [--seconds 10] [--concurrency 32] [--precision fp32]
+                                            # ours vs FastAPI + ORT vs LitServe on MNIST
 python -m benchmarks load --port 8000 --endpoint mnist [--route noop]
                           (--clients 64 | --rate 500) [--seconds 5]
                                             # one run against a server already running
@@ -39,6 +41,21 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--endpoints", nargs="+", default=list(ENDPOINTS), choices=ENDPOINTS)
     run.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
 
+    peers = sub.add_parser(
+        "peers", parents=[common], help="our service beside two peers on the same model"
+    )
+    peers.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    peers.add_argument("--seconds", type=float, default=10.0)
+    peers.add_argument("--warmup", type=float, default=1.0)
+    peers.add_argument("--concurrency", type=int, nargs="+", default=[32])
+    peers.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "int8"),
+        default="fp32",
+        help="which of the card's files the peers serve (match what the service serves)",
+    )
+    peers.add_argument("--note", default="", help="a caveat shown with the figures in the report")
+
     sub.add_parser("report", parents=[common], help="rewrite docs/benchmarks.md from the JSON")
     sub.add_parser("ceiling", parents=[common], help="measure the load generator's ceiling")
 
@@ -72,6 +89,20 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         if failed:
             print(f"targets missed: {', '.join(failed)} (see the report)")
+    elif args.command == "peers":
+        from benchmarks.peers import run_peers
+
+        result = run_peers(
+            models_dir=args.models_dir.resolve(),
+            datasets=args.datasets.resolve(),
+            results_dir=args.results.resolve(),
+            levels=tuple(args.concurrency),
+            seconds=args.seconds,
+            warmup_s=args.warmup,
+            precision=args.precision,
+            note=args.note,
+        )
+        print(json.dumps(result["ratios"], indent=2))
     elif args.command == "report":
         from benchmarks.report import write_report
 

@@ -546,6 +546,9 @@ def write_report(results_dir: Path, docs_dir: Path) -> Path:
                 )
                 add("")
 
+    lines += int8_section(ROOT / "models")
+    lines += peers_section(_load(results_dir, "peers"))
+
     if ANALYSIS.exists():
         add("## Analysis")
         add("")
@@ -555,3 +558,100 @@ def write_report(results_dir: Path, docs_dir: Path) -> Path:
     out = docs_dir / "benchmarks.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def int8_section(models_dir: Path) -> list[str]:
+    """fp32 vs int8 per model, from the cards (`python -m training quantize <task>` writes them)."""
+    from app.card import ModelCard
+
+    # models/<name>/ or models/<name>/<version>/
+    folders = [
+        p.parent
+        for p in sorted([*models_dir.glob("*/card.json"), *models_dir.glob("*/*/card.json")])
+    ]
+    cards = [(d, c) for d in folders if (c := ModelCard.load(d)).int8 is not None]
+    if not cards:
+        return []
+    lines = [
+        "## int8 models (from the cards)",
+        "",
+        "ONNX Runtime static quantisation (QDQ, per-channel int8 weights, uint8 activations, "
+        "calibrated on the validation split), measured by `python -m training quantize <task>` "
+        "on the whole test split; ms/item is ONNX Runtime alone on one thread, the best of "
+        "repeated runs. The service serves int8 where it loses at most 0.2 pp of test accuracy "
+        "(`ModelCard.serving_onnx('auto')`).",
+        "",
+        "| model | test accuracy fp32 → int8 (95% interval) | ECE fp32 → int8 | top-1 agreement "
+        "| max abs Δp | size fp32 → int8 | ms/item b=1 fp32 → int8 | ms/item b=32 fp32 → int8 "
+        "| auto serves |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for folder, card in cards:
+        q = card.int8
+        assert q is not None
+        fp32, int8 = card.metric("accuracy"), q.metric("accuracy")
+        ece32, ece8 = card.metric("ece"), q.metric("ece")
+        if not (fp32 and int8 and ece32 and ece8 and int8.interval_95):
+            lines.append(f"| {card.name} | (the card lacks a figure) |||||||| ")
+            continue
+        low, high = int8.interval_95
+        size32 = (folder / card.onnx_file).stat().st_size
+        speed = {s.batch: s for s in q.speed}
+
+        def ms(batch: int, speed: dict = speed) -> str:
+            s = speed.get(batch)
+            return "-" if s is None else f"{s.fp32_ms_per_item:.3f} → {s.int8_ms_per_item:.3f}"
+
+        lines.append(
+            f"| {card.name} | {fp32.value:.2%} → {int8.value:.2%} ({low:.1%}–{high:.1%}) "
+            f"| {ece32.value:.4f} → {ece8.value:.4f} | {q.parity.top1_agreement:.2%} "
+            f"| {q.parity.max_abs_probability_difference:.3f} "
+            f"| {size32 / 1e6:.2f} → {q.size_bytes / 1e6:.2f} MB | {ms(1)} | {ms(32)} "
+            f"| {card.serving_onnx('auto')[0]} |"
+        )
+    lines.append("")
+    return lines
+
+
+def peers_section(peers: dict[str, Any] | None) -> list[str]:
+    """Our service beside the peers on the same ONNX file and request (results/peers.json)."""
+    if not peers:
+        return []
+    lines = [
+        "## Peers on the same model (`python -m benchmarks peers`)",
+        "",
+        f"The {peers['endpoint']} request ({peers['payload']}) to each server pinned to core "
+        f"{peers['server_core']}, closed loop from core {peers['client_core']}, "
+        f"{peers['seconds']:g} s per point after {peers['warmup_s']:g} s of warm-up; the peers "
+        f"serve `{peers['peers_onnx_file']}`. Finished {peers.get('finished_at', '?')}; load "
+        f"average {peers.get('load_average_at_start')} at the start, "
+        f"{peers.get('load_average_at_end')} at the end.",
+        "",
+    ]
+    if peers.get("note"):
+        lines += [f"> {peers['note']}", ""]
+    lines += [
+        "| server | concurrency | req/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in peers["servers"].items():
+        if "error" in entry:
+            lines.append(f"| {name} | - | not measured: {entry['error']} | | | |")
+        for r in entry.get("runs", []):
+            lines.append(
+                f"| {name} | {r['concurrency']} | {_n(r['throughput'])} | "
+                f"{_n(r['latency_ms']['p50'], 2)} | {_n(r['latency_ms']['p99'], 2)} | "
+                f"{_errors(r['errors'])} |"
+            )
+    lines.append("")
+    for concurrency, ratio in peers.get("ratios", {}).items():
+        line = (
+            f"At concurrency {concurrency}: ours / best peer ({ratio['best_peer']}) = "
+            f"**{ratio['ratio']:.2f}×**, p99 {_n(ratio['ours_p99_ms'], 1)} ms vs "
+            f"{_n(ratio['best_peer_p99_ms'], 1)} ms"
+        )
+        if "target_ratio" in ratio:
+            line += f" (target ≥ {ratio['target_ratio']}× at a lower p99: {_pf(ratio['pass'])})"
+        lines.append(line + ".")
+    lines.append("")
+    return lines

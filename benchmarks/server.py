@@ -46,9 +46,16 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     start_seconds: float | None = None
+    # Another server on the same footing (the `peers` scenario): its module and arguments
+    # (the port is appended) and the path that answers 200 once it is ready.
+    module_args: list[str] | None = None
+    ready_path: str = "/readyz"
 
     @property
     def command(self) -> list[str]:
+        if self.module_args is not None:
+            args = [*self.module_args, "--port", str(self.port)]
+            return [*taskset(self.core), sys.executable, "-m", *args]
         return [*taskset(self.core), sys.executable, "-m", "app"]
 
     def command_line(self) -> str:
@@ -62,7 +69,13 @@ class Server:
         started = time.monotonic()
         with os.fdopen(fd, "wb") as log:
             self.process = subprocess.Popen(
-                self.command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                self.command,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # a peer may start processes of its own (LitServe does): stop() ends the group
+                start_new_session=self.module_args is not None,
             )
         deadline = started + timeout_s
         while time.monotonic() < deadline:
@@ -80,7 +93,7 @@ class Server:
 
     def _ready(self) -> bool:
         try:
-            status, _ = self.get("/readyz", timeout=2.0)
+            status, _ = self.get(self.ready_path, timeout=2.0)
         except OSError:
             return False
         return status == 200
@@ -108,6 +121,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self.process is not None and self.module_args is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         if self.log_path is not None:
             with contextlib.suppress(OSError):
                 self.log_path.unlink()

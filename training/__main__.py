@@ -1,7 +1,8 @@
 """`python -m training <task>` trains, exports, calibrates and evaluates one model;
 `python -m training evaluate <task>` re-measures a models/ entry with ONNX Runtime and checks
 every figure on its card; `python -m training baseline <task>` records a trained `--arch seed`
-baseline's summary on the default card."""
+baseline's summary on the default card; `python -m training quantize <task>` writes the int8 copy
+of the latest version beside its model.onnx (training/quantize.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from training.data import DATA_DIR_ENV, DataNotFoundError, resolve_data_dir
 from training.tasks import TASK_NAMES, get_task
 from training.tasks.seed import ARCHS
 
-COMMANDS = ("evaluate", "baseline")
+COMMANDS = ("evaluate", "baseline", "quantize")
 BASELINES_DIR = Path("baselines")
 # options that only training reads: refused with `evaluate` and `baseline` rather than ignored
 TRAINING_ONLY = ("arch", "device", "epochs", "seed", "set", "resume", "limit", "no_progress")
@@ -49,14 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         "command",
         choices=[*TASK_NAMES, *COMMANDS],
         metavar="COMMAND",
-        help=f"a task to train ({', '.join(TASK_NAMES)}), or evaluate TASK, or baseline TASK",
+        help=f"a task to train ({', '.join(TASK_NAMES)}), or evaluate TASK, baseline TASK or "
+        "quantize TASK",
     )
     parser.add_argument(
         "target",
         nargs="?",
         choices=TASK_NAMES,
         metavar="TASK",
-        help="with evaluate or baseline: which task's models/ entry",
+        help="with evaluate, baseline or quantize: which task's models/ entry (its latest version)",
     )
     parser.add_argument(
         "--data-dir",
@@ -134,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
             from training.evaluate import evaluate_entry
 
             return evaluate_entry(args.target, models_dir, data_dir, args.download)
+        if args.command == "quantize":
+            from training.quantize import quantize
+
+            return quantize(
+                get_task(args.target), models_dir / args.target, data_dir, args.download
+            )
         if args.command == "baseline":
             from training.baseline import record_baseline
 

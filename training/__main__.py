@@ -1,10 +1,12 @@
 """`python -m training <task>` trains, exports, calibrates and evaluates one model;
-`python -m training evaluate <task>` re-evaluates a models/ entry with ONNX Runtime."""
+`python -m training evaluate <task>` re-evaluates a models/ entry with ONNX Runtime;
+`python -m training ood <task>` adds an out-of-distribution score to one (training/ood.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -25,6 +27,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ood"]:  # python -m training ood <task>: its own options (training/ood.py)
+        from training.ood import main as ood_main
+
+        return ood_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     parser.add_argument("task", choices=[*TASK_NAMES, "evaluate"])
     parser.add_argument(

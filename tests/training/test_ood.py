@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from model_factory import DEFAULT_CORPUS, image_model, text_model
+from model_factory import DEFAULT_CORPUS, image_bytes, image_model, text_model
+from serving_harness import running_server, settings_for
 
 from app.card import ModelCard, sha256_of
 from training import ood_graph, ood_sets
@@ -95,6 +97,28 @@ def test_build_adds_a_score_output_and_keeps_the_probabilities(patch_model, tmp_
     singles = {"energy", "max_logit", "max_probability", "mahalanobis", "image_stats"}
     assert singles <= set(ood.candidates_auroc)
     assert card.metric("ood_abstain_rate", "test") is not None
+
+
+def test_todays_server_serves_the_new_model_unchanged(patch_model, tmp_path: Path) -> None:
+    """The second output must not break a server that reads only the first."""
+    models = tmp_path / "served"
+    build("patches", patch_model.directory, models / "patches", _patch_data(), log=lambda _: None)
+    image = (_templates()[6, 0] * 255).astype(np.uint8)
+    with running_server(settings_for(models)) as url:
+        response = httpx.post(
+            f"{url}/predict/image",
+            files={"files": ("six.png", image_bytes(image), "image/png")},
+            data={"model": "patches"},
+        )
+        card = httpx.get(f"{url}/models/patches").json()
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["label"] == "6"
+    assert json_ood(card)["output"] == "ood_score"
+
+
+def json_ood(payload: dict) -> dict:
+    """The card's ood section, wherever /models/{name} nests the card."""
+    return payload["ood"] if "ood" in payload else payload["card"]["ood"]
 
 
 @pytest.mark.parametrize(

@@ -317,6 +317,13 @@ def candidate_scores(
         fitted = ood_graph.fit_mahalanobis(train_features, data.train_labels)
         params["mahalanobis"] = fitted
         scorers["mahalanobis"] = lambda t: ood_graph.mahalanobis_np(t[taps.features], fitted)
+        unit_fitted = ood_graph.fit_mahalanobis(
+            ood_graph.unit_rows(train_features), data.train_labels
+        )
+        params["mahalanobis_l2"] = unit_fitted
+        scorers["mahalanobis_l2"] = lambda t: ood_graph.mahalanobis_np(
+            ood_graph.unit_rows(t[taps.features]), unit_fitted
+        )
     if isinstance(data.train, np.ndarray) and data.train.ndim == 4:  # images
         stats = ood_graph.fit_mahalanobis(
             ood_graph.image_stats_np(data.train), np.zeros(len(data.train), np.int64)
@@ -352,8 +359,8 @@ def add_combinations(
     combos = [
         [first, second]
         for first in ("energy", "max_logit")
-        for second in ("mahalanobis", "token_coverage", "image_stats")
-    ] + [["energy", "mahalanobis", "image_stats"]]
+        for second in ("mahalanobis", "mahalanobis_l2", "token_coverage", "image_stats")
+    ] + [["energy", "mahalanobis", "image_stats"], ["energy", "mahalanobis_l2", "image_stats"]]
     for parts in combos:
         if all(p in singles for p in parts):
             name = "+".join(parts)

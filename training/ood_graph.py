@@ -156,6 +156,11 @@ def _score_nodes(b: _Builder, taps: Taps, method: str, params: dict[str, np.ndar
         if taps.features is None:
             raise ValueError("mahalanobis needs a features tensor")
         return _mahalanobis_nodes(b, taps.features, params)
+    if method == "mahalanobis_l2":
+        if taps.features is None:
+            raise ValueError("mahalanobis_l2 needs a features tensor")
+        unit = b.op("LpNormalization", [taps.features], "unit_features", axis=1, p=2)
+        return _mahalanobis_nodes(b, unit, params, "maha_l2")
     if method == "token_coverage":
         return _token_coverage_nodes(b, taps.input, params)
     if method == "image_stats":
@@ -252,6 +257,13 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, ridge: float = 1e-
     values, vectors = np.linalg.eigh(cov)
     whiten = vectors / np.sqrt(values)[None, :]
     return {"means": means, "whiten": whiten}
+
+
+def unit_rows(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (as ONNX LpNormalization): the direction of the features, which
+    separates unfamiliar inputs better than their raw size on max-pooled features."""
+    f = features.astype(np.float64)
+    return f / np.linalg.norm(f, axis=1, keepdims=True)
 
 
 def mahalanobis_np(features: np.ndarray, params: dict) -> np.ndarray:

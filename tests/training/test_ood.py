@@ -94,7 +94,8 @@ def test_build_adds_a_score_output_and_keeps_the_probabilities(patch_model, tmp_
     assert ood.test_abstain_rate == pytest.approx(float((scores > ood.threshold).mean()), abs=1e-4)
     assert set(ood.auroc) == set(ood.flagged) == {"noise", "flat"}
     assert ood.flagged["noise"] > 0.9 and ood.auroc["noise"] > 0.95
-    singles = {"energy", "max_logit", "max_probability", "mahalanobis", "image_stats"}
+    singles = {"energy", "max_logit", "max_probability", "mahalanobis", "mahalanobis_l2"}
+    singles.add("image_stats")
     assert singles <= set(ood.candidates_auroc)
     assert card.metric("ood_abstain_rate", "test") is not None
 
@@ -128,6 +129,7 @@ def json_ood(payload: dict) -> dict:
         "max_logit",
         "max_probability",
         "mahalanobis",
+        "mahalanobis_l2",
         "image_stats",
         "energy+mahalanobis",
     ],
@@ -146,6 +148,9 @@ def test_each_score_in_the_graph_matches_numpy(patch_model, method: str) -> None
         "max_probability": 1 - (np.exp(logits - ood_graph.logsumexp(logits)[:, None])).max(1),
         "mahalanobis": ood_graph.mahalanobis_np(flat, params["mahalanobis"]),
     }
+    unit = ood_graph.unit_rows(flat)
+    params["mahalanobis_l2"] = ood_graph.fit_mahalanobis(unit, labels)
+    numpy_scores["mahalanobis_l2"] = ood_graph.mahalanobis_np(unit, params["mahalanobis_l2"])
     stats = ood_graph.image_stats_np(x)
     params["image_stats"] = ood_graph.fit_mahalanobis(stats, np.zeros(len(x), np.int64))
     numpy_scores["image_stats"] = ood_graph.mahalanobis_np(stats, params["image_stats"])

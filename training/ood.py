@@ -24,6 +24,7 @@ import onnx
 import onnxruntime as ort
 
 from app.card import BATCH, Metric, ModelCard, OodDetection, TensorSpec, sha256_of
+from app.tokenizer import Tokenizer
 from training import ood_graph, ood_sets
 from training.data import Dataset, resolve_data_dir
 
@@ -53,6 +54,7 @@ class OodData:
     # Other in-distribution sets that must not be flagged either (one-line reviews):
     # name → (validation items, test items)
     also_inside: dict[str, tuple[Inputs, Inputs]] = field(default_factory=dict)
+    tokenizer: Tokenizer | None = None  # text models: for the per-n-gram weight table
 
 
 # -- running a graph -------------------------------------------------------------------------
@@ -204,7 +206,6 @@ def cifar10_data(data_dir: Path, seed: int) -> OodData:
 
 
 def imdb_data(data_dir: Path, seed: int, model_dir: Path) -> OodData:
-    from app.tokenizer import Tokenizer
     from training.data import imdb
 
     tokenizer = Tokenizer.load(model_dir / "tokenizer.json")
@@ -251,7 +252,7 @@ def imdb_data(data_dir: Path, seed: int, model_dir: Path) -> OodData:
         "foreign-language sentences come from a small fixed set (8 languages) and their "
         "recombinations, so the fit and report halves share sentences"
     )
-    data.tokenizer = tokenizer  # type: ignore[attr-defined]
+    data.tokenizer = tokenizer
     return data
 
 
@@ -292,10 +293,10 @@ def speech_data(data_dir: Path, seed: int) -> OodData:
 # -- candidate scores ------------------------------------------------------------------------
 
 
-def token_weight_table(tokenizer: object, train: list[np.ndarray]) -> np.ndarray:
+def token_weight_table(tokenizer: Tokenizer, train: list[np.ndarray]) -> np.ndarray:
     """Per id: how often it occurs in training reviews (document frequency), 0 for padding.
     English texts, even one-liners, carry common n-grams; gibberish and other languages do not."""
-    vocab_size = len(tokenizer.vocab) + 1  # type: ignore[attr-defined]
+    vocab_size = tokenizer.vocab_size
     counts = np.bincount(np.concatenate(train), minlength=vocab_size).astype(np.float64)
     counts[0] = 0
     return counts / len(train)
@@ -332,9 +333,8 @@ def candidate_scores(
         scorers["image_stats"] = lambda t: ood_graph.mahalanobis_np(
             ood_graph.image_stats_np(t[taps.input]), stats
         )
-    tokenizer = getattr(data, "tokenizer", None)
-    if tokenizer is not None:
-        table = token_weight_table(tokenizer, data.train)
+    if data.tokenizer is not None and isinstance(data.train, list):
+        table = token_weight_table(data.tokenizer, data.train)
         params["token_coverage"] = {"token_weight": table}
 
         def coverage(t: dict) -> np.ndarray:

@@ -184,7 +184,7 @@ def test_text_model_gets_a_token_score_that_flags_gibberish(tmp_path: Path) -> N
         fit={"gibberish": encode(ood_sets.gibberish_texts(50, rng))},
         report={"gibberish": encode(ood_sets.gibberish_texts(50, rng))},
     )
-    data.tokenizer = tokenizer  # type: ignore[attr-defined]
+    data.tokenizer = tokenizer
     out = tmp_path / "out"
     card = build("reviews", built.directory, out, data, log=lambda _: None)
     assert card.ood is not None

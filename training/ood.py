@@ -293,13 +293,26 @@ def speech_data(data_dir: Path, seed: int) -> OodData:
 # -- candidate scores ------------------------------------------------------------------------
 
 
-def token_weight_table(tokenizer: Tokenizer, train: list[np.ndarray]) -> np.ndarray:
-    """Per id: how often it occurs in training reviews (document frequency), 0 for padding.
-    English texts, even one-liners, carry common n-grams; gibberish and other languages do not."""
-    vocab_size = tokenizer.vocab_size
-    counts = np.bincount(np.concatenate(train), minlength=vocab_size).astype(np.float64)
+def token_weight_table(
+    tokenizer: Tokenizer, train: list[np.ndarray], phrases_only: bool = False
+) -> np.ndarray:
+    """Per id: the share of training reviews it occurs in (document frequency), 0 for padding.
+    English texts, even one-liners, carry common n-grams; gibberish and other languages do not.
+
+    `phrases_only` keeps the multi-word n-grams, at sqrt(frequency): a foreign sentence shares a
+    few words with English reviews ("a", "film", "de") but hardly any two-word phrase. On the
+    validation one-liners and the OOD fit sets this flagged 90% of foreign texts against 52–55%
+    for single words, at the same share of one-liners flagged (under 1%).
+    """
+    counts = np.bincount(np.concatenate(train), minlength=tokenizer.vocab_size).astype(np.float64)
     counts[0] = 0
-    return counts / len(train)
+    table = counts / len(train)
+    if phrases_only:
+        phrase = np.zeros(tokenizer.vocab_size, bool)
+        for gram, index in tokenizer.vocab.items():
+            phrase[index] = " " in gram
+        table = np.sqrt(table) * phrase
+    return table
 
 
 def candidate_scores(
@@ -334,15 +347,18 @@ def candidate_scores(
             ood_graph.image_stats_np(t[taps.input]), stats
         )
     if data.tokenizer is not None and isinstance(data.train, list):
-        table = token_weight_table(data.tokenizer, data.train)
-        params["token_coverage"] = {"token_weight": table}
-
-        def coverage(t: dict) -> np.ndarray:
-            ids = t[taps.input]
-            return -np.log1p(np.array([table[i].sum() for i in ids]))
-
-        scorers["token_coverage"] = coverage
+        for name, phrases_only in (("token_coverage", False), ("phrase_coverage", True)):
+            table = token_weight_table(data.tokenizer, data.train, phrases_only)
+            params[name] = {"token_weight": table}
+            scorers[name] = _coverage_scorer(table, taps.input)
     return params, scorers
+
+
+def _coverage_scorer(table: np.ndarray, input_name: str) -> Callable[[dict], np.ndarray]:
+    def coverage(t: dict) -> np.ndarray:
+        return -np.log1p(np.array([table[ids].sum() for ids in t[input_name]]))
+
+    return coverage
 
 
 def add_combinations(
@@ -359,7 +375,13 @@ def add_combinations(
     combos = [
         [first, second]
         for first in ("energy", "max_logit")
-        for second in ("mahalanobis", "mahalanobis_l2", "token_coverage", "image_stats")
+        for second in (
+            "mahalanobis",
+            "mahalanobis_l2",
+            "token_coverage",
+            "phrase_coverage",
+            "image_stats",
+        )
     ] + [["energy", "mahalanobis", "image_stats"], ["energy", "mahalanobis_l2", "image_stats"]]
     for parts in combos:
         if all(p in singles for p in parts):

@@ -161,8 +161,8 @@ def _score_nodes(b: _Builder, taps: Taps, method: str, params: dict[str, np.ndar
             raise ValueError("mahalanobis_l2 needs a features tensor")
         unit = b.op("LpNormalization", [taps.features], "unit_features", axis=1, p=2)
         return _mahalanobis_nodes(b, unit, params, "maha_l2")
-    if method == "token_coverage":
-        return _token_coverage_nodes(b, taps.input, params)
+    if method in ("token_coverage", "phrase_coverage"):
+        return _token_coverage_nodes(b, taps.input, params, method)
     if method == "image_stats":
         return _mahalanobis_nodes(b, _image_stats_nodes(b, taps.input), params, "stats_maha")
     raise ValueError(f"unknown OOD score {method!r}")
@@ -227,14 +227,18 @@ def image_stats_np(images: np.ndarray) -> np.ndarray:
     return np.stack([np.log(variance + STATS_EPS), np.log(texture + STATS_EPS)], axis=1)
 
 
-def _token_coverage_nodes(b: _Builder, ids: str, params: dict[str, np.ndarray]) -> str:
+def _token_coverage_nodes(
+    b: _Builder, ids: str, params: dict[str, np.ndarray], prefix: str = "coverage"
+) -> str:
     """−log(1 + Σ_ids weight[id]): a text whose known n-grams carry little weight (few known
-    words, none of the common ones) scores high. `weight` is a per-id table (0 for padding)."""
-    table = b.const("token_weight", params["token_weight"].astype(np.float32))
-    mass = b.reduce("ReduceSum", b.op("Gather", [table, ids], "weights", axis=0), "mass")
-    one = b.const("coverage_one", np.float32(1.0))
-    log_mass = b.op("Log", [b.op("Add", [mass, one], "mass1")], "log")
-    return b.op("Neg", [log_mass], "neg_log_mass")
+    words or phrases, none of the common ones) scores high. `weight` is a per-id table (0 for
+    padding)."""
+    table = b.const(f"{prefix}_weight", params["token_weight"].astype(np.float32))
+    weights = b.op("Gather", [table, ids], f"{prefix}_weights", axis=0)
+    mass = b.reduce("ReduceSum", weights, f"{prefix}_mass")
+    one = b.const(f"{prefix}_one", np.float32(1.0))
+    log_mass = b.op("Log", [b.op("Add", [mass, one], f"{prefix}_mass1")], f"{prefix}_log")
+    return b.op("Neg", [log_mass], f"{prefix}_neg_log_mass")
 
 
 # -- the same scores in numpy, to choose among them ---------------------------------------------

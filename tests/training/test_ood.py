@@ -17,7 +17,7 @@ from serving_harness import running_server, settings_for
 
 from app.card import ModelCard, sha256_of
 from training import ood_graph, ood_sets
-from training.ood import OodData, auroc, build, fit_threshold
+from training.ood import OodData, auroc, build, fit_threshold, token_weight_table
 
 SIZE = 8
 CLASSES = 10
@@ -188,7 +188,7 @@ def test_text_model_gets_a_token_score_that_flags_gibberish(tmp_path: Path) -> N
     out = tmp_path / "out"
     card = build("reviews", built.directory, out, data, log=lambda _: None)
     assert card.ood is not None
-    assert "token_coverage" in card.ood.candidates_auroc
+    assert {"token_coverage", "phrase_coverage"} <= set(card.ood.candidates_auroc)
     assert card.ood.flagged["gibberish"] == 1.0
     assert card.ood.test_abstain_rate <= 0.01
     assert (out / "tokenizer.json").read_bytes() == (
@@ -225,3 +225,28 @@ def test_last_sentences_are_one_liners() -> None:
     assert ood_sets.last_sentences(reviews) == [
         "I loved every minute of this wonderful film, really."
     ]
+
+
+@pytest.mark.parametrize("phrases_only", [False, True])
+def test_coverage_scores_in_the_graph_match_numpy(tmp_path: Path, phrases_only: bool) -> None:
+    built = text_model(tmp_path / "models", "reviews")
+    tokenizer = built.tokenizer
+    assert tokenizer is not None
+    train = [tokenizer.encode(t) for t in DEFAULT_CORPUS]
+    table = token_weight_table(tokenizer, train, phrases_only)
+    multiword = np.array([" " in g for g in sorted(tokenizer.vocab, key=tokenizer.vocab.get)])
+    assert (table[1:][~multiword] == 0).all() if phrases_only else (table[1:] > 0).any()
+    model = onnx.load(str(built.onnx_path))
+    method = "phrase_coverage" if phrases_only else "token_coverage"
+    scored = ood_graph.add_score(
+        model, ood_graph.find_taps(model), method, {method: {"token_weight": table}}
+    )
+    session = ort.InferenceSession(scored.SerializeToString(), providers=["CPUExecutionProvider"])
+    texts = [*DEFAULT_CORPUS, "zzkq blorf", "a wonderful great film"]
+    ids = [tokenizer.encode(t) for t in texts]
+    padded = np.zeros((len(ids), max(len(i) for i in ids)), np.int64)
+    for row, item in enumerate(ids):
+        padded[row, : len(item)] = item
+    got = session.run(["ood_score"], {"token_ids": padded})[0]
+    expected = -np.log1p(np.array([table[i].sum() for i in ids]))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

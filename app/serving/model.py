@@ -20,6 +20,8 @@ from app.pipelines import PIPELINES
 from app.pipelines.base import CardMismatch, Pipeline, Scores, top_scores
 from app.serving.batcher import Batcher
 from app.serving.config import ServingSettings
+from app.serving.ood import REASON as OOD_REASON
+from app.serving.ood import is_out_of_distribution
 from app.serving.repository import VersionSource
 from app.serving.runtime import ModelSession, SessionError
 from app.settings import Settings
@@ -53,6 +55,7 @@ class LoadedVersion:
         self.sessions = sessions
         self.serving = serving
         self.classes = len(card.labels)
+        self.ood = card.ood  # the out-of-distribution score the graph outputs, if it has one
         self.onnx_file = card.onnx_file  # the file its sessions run (fp32 or the int8 copy)
         self.load_seconds = 0.0
         self.warmup_seconds = 0.0
@@ -96,11 +99,22 @@ class LoadedVersion:
             try:
                 for members in pipeline.group(decoded.arrays):
                     feed = pipeline.collate([decoded.arrays[m] for m in members])
-                    probabilities = session.run(feed)
-                    for member, scores in zip(
-                        members, top_scores(probabilities, self.classes), strict=True
+                    flagged = None
+                    if self.ood is None:
+                        probabilities = session.run(feed)
+                    else:
+                        probabilities, ood_scores = session.run_scored(feed, self.ood.output)
+                        flagged = is_out_of_distribution(ood_scores, self.ood).tolist()
+                    for row, (member, scores) in enumerate(
+                        zip(members, top_scores(probabilities, self.classes), strict=True)
                     ):
-                        results[decoded.positions[member]] = scores
+                        position = decoded.positions[member]
+                        reason = decoded.reasons.get(position)
+                        if reason is None and flagged is not None and flagged[row]:
+                            reason = OOD_REASON
+                        if reason is not None:
+                            scores = scores._replace(reason=reason)
+                        results[position] = scores
             finally:
                 self._idle_sessions.put(session)
         return results  # type: ignore[return-value]  # every slot is filled above

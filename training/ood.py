@@ -585,6 +585,41 @@ def load_task_data(task: str, data_dir: Path, seed: int, model_dir: Path) -> Ood
     raise ValueError(f"no OOD sets for task {task!r}")
 
 
+def remeasure(card: ModelCard, model_dir: Path, data_dir: Path) -> list[Metric]:
+    """The card's out-of-distribution metrics measured again from its graph and threshold (for
+    `python -m training evaluate`): the share of the test split, and of each further
+    in-distribution set (imdb's one-line reviews), past the threshold."""
+    ood = card.ood
+    assert ood is not None
+    data = load_task_data(card.name, data_dir, int(card.training.seed), model_dir)
+    session = session_for(onnx.load(model_dir / card.onnx_file))
+
+    def flagged(inputs: Inputs) -> float:
+        scores = run(session, inputs)[ood.output].astype(np.float64)
+        past = scores > ood.threshold if ood.higher_is_ood else scores < ood.threshold
+        return float(past.mean())
+
+    def metric(name: str, value: float, dataset: str, split: str, samples: int) -> Metric:
+        return Metric(
+            name=name, value=round(value, 6), dataset=dataset, split=split, samples=samples
+        )
+
+    test = data.test
+    metrics = [metric("ood_abstain_rate", flagged(test), card.data.dataset, "test", len(test))]
+    for set_name, (val_items, test_items) in data.also_inside.items():
+        for split, items in (("validation", val_items), ("test", test_items)):
+            metrics.append(
+                metric(
+                    f"ood_abstain_rate_{set_name}",
+                    flagged(items),
+                    f"{card.data.dataset} ({set_name})",
+                    split,
+                    len(items),
+                )
+            )
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training ood", description=__doc__)
     parser.add_argument("task", choices=["mnist", "cifar10", "imdb", "speech"])

@@ -71,10 +71,11 @@ def yes_wav(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path |
     return recognised_wav(server_url, "yes", tmp_path_factory.mktemp("speech"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(yes_wav: Path | None) -> Iterator[object]:
-    """One headless Chromium for the session; its fake microphone plays a "yes" when the
-    shared data is there."""
+    """One headless Chromium per test module; its fake microphone plays a "yes" when the
+    shared data is there. Not for the whole session: Playwright's sync API keeps an event loop
+    running in the main thread while it lives, and later tests call asyncio.run()."""
     from playwright.sync_api import sync_playwright
 
     args = list(CHROMIUM_ARGS)

@@ -14,15 +14,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _cores() -> int:
-    return os.cpu_count() or 1
+    """The cores this process may run on (its affinity: a container's or taskset's limit),
+    not the machine's count."""
+    return len(os.sched_getaffinity(0)) or 1
 
 
-def default_intra_op_threads() -> int:
-    """Every core, at most 4. The threads do not spin (see app.runtime), so between batches
-    they leave the event loop its core; during a batch they use whatever cores are free (on the
-    2-core machine, with other work running, 2 threads served ~20% more than 1). The models
-    here are too small to gain from more than 4."""
-    return max(1, min(4, _cores()))
+def default_intra_op_threads(workers: int = 1) -> int:
+    """The cores shared among the serving processes, at most 4 each (processes × threads ≤
+    cores). The threads do not spin (see app.runtime), so between batches they leave the event
+    loop its core; during a batch they use whatever cores are free (on the 2-core machine, with
+    other work running, 2 threads served ~20% more than 1). The models here are too small to
+    gain from more than 4."""
+    return max(1, min(4, _cores() // workers))
 
 
 class Settings(BaseSettings):
@@ -37,10 +40,17 @@ class Settings(BaseSettings):
         description="`auto`: CUDA when it really works, else CPU. `cuda`: fail at start-up "
         "unless CUDA is active. `cpu`: CPU only.",
     )
-    intra_op_threads: int = Field(
-        default_factory=default_intra_op_threads,
+    workers: int = Field(
+        default_factory=_cores,
         ge=1,
-        description="ONNX Runtime threads inside one operator (default: the cores, at most 4).",
+        description="Serving processes sharing the port (`python -m app`), each with its own "
+        "batchers and sessions (default: the usable cores). 1: a single process, no supervisor.",
+    )
+    intra_op_threads: int = Field(
+        default_factory=lambda data: default_intra_op_threads(data["workers"]),
+        ge=1,
+        description="ONNX Runtime threads inside one operator (default: the cores divided among "
+        "the workers, at most 4).",
     )
     inter_op_threads: int = Field(
         1, ge=1, description="ONNX Runtime threads across operators (graphs here are sequential)."

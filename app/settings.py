@@ -5,6 +5,7 @@ Each field's description is what the README settings table says about it.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,9 +15,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _cores() -> int:
-    """The cores this process may run on (its affinity: a container's or taskset's limit),
-    not the machine's count."""
-    return len(os.sched_getaffinity(0)) or 1
+    """The cores this process may use, not the machine's count: its affinity (taskset,
+    `docker --cpuset-cpus`), and a CPU quota (`docker --cpus`: cgroup v2 cpu.max) rounded up."""
+    cores = len(os.sched_getaffinity(0)) or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
 def default_intra_op_threads(workers: int = 1) -> int:

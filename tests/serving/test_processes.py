@@ -87,6 +87,14 @@ def answering_pids(url: str, requests: int) -> set[str]:
         return set(pool.map(one, range(requests)))
 
 
+def process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat (Z: a zombie, dead but not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def predictions_counted(metrics: str) -> float:
     pattern = r'sms_requests_total\{[^}]*route="/predict/sentiment"[^}]*status="200"[^}]*\} (\S+)'
     return sum(float(value) for value in re.findall(pattern, metrics))
@@ -118,12 +126,14 @@ def test_both_processes_answer_and_metrics_add_up(two_workers: tuple[str, subpro
 
 def test_readiness_waits_for_every_process(two_workers: tuple[str, subprocess.Popen]) -> None:
     url, server = two_workers
-    httpx.post(f"{url}/predict/sentiment", json={"text": "fine"}).raise_for_status()
-    before = [p["pid"] for p in httpx.get(f"{url}/readyz").json()["processes"]]
-    os.kill(before[0], signal.SIGKILL)  # no shutdown: it cannot withdraw its own readiness
-    stat = Path(f"/proc/{before[0]}/stat")
+    with httpx.Client(base_url=url) as one_connection:  # kept alive: one process answers both
+        victim = int(one_connection.get("/healthz").headers["X-Server-Process"])
+        one_connection.post("/predict/sentiment", json={"text": "fine"}).raise_for_status()
+    pids = [p["pid"] for p in httpx.get(f"{url}/readyz").json()["processes"]]
+    before = [victim, *(pid for pid in pids if pid != victim)]
+    os.kill(victim, signal.SIGKILL)  # no shutdown: it cannot withdraw its own readiness
     deadline = time.monotonic() + 10
-    while stat.exists() and stat.read_text().rpartition(")")[2].split()[0] not in "ZX":
+    while process_state(victim) not in ("Z", "X", "gone"):
         assert time.monotonic() < deadline, "the worker did not die"
         time.sleep(0.01)
 
@@ -138,5 +148,5 @@ def test_readiness_waits_for_every_process(two_workers: tuple[str, subprocess.Po
     pids = [p["pid"] for p in after["processes"]]
     assert before[1] in pids and before[0] not in pids
     metrics = httpx.get(f"{url}/metrics").text
-    assert predictions_counted(metrics) == 1  # a dead process's counts still count
+    assert predictions_counted(metrics) == 1  # the dead process's count still counts
     assert 'sms_model_ready{model="imdb",version="1"} 1.0' in metrics

@@ -714,9 +714,10 @@ def workers_section(workers: dict[str, Any] | None) -> list[str]:
             f"**{PROJECTED_CORES} cores, {route}:** one process per core at the measured "
             f"{_n(low, 0)}–{_n(high, 0)} req/s per busy core gives about "
             f"{_n(round(PROJECTED_CORES * low, -2), 0)}–{_n(round(PROJECTED_CORES * high, -2), 0)}"
-            " req/s, if the load "
-            "comes from another machine (here the load generator took the rest of the cores) "
-            "and nothing else shares the cores."
+            " req/s, if the load comes from another machine (here the load generator shared the "
+            "cores), nothing else runs there, and the per-core rate holds at 16 processes (a "
+            "projection, not a measurement: shared caches, memory bandwidth and the one accept "
+            "queue are untested beyond 2)."
         )
         lines.append("")
     return lines

@@ -150,3 +150,24 @@ def test_readiness_waits_for_every_process(two_workers: tuple[str, subprocess.Po
     metrics = httpx.get(f"{url}/metrics").text
     assert predictions_counted(metrics) == 1  # the dead process's count still counts
     assert 'sms_model_ready{model="imdb",version="1"} 1.0' in metrics
+
+
+def test_a_repository_that_cannot_be_served_stops_every_process(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "SMS_MODELS_DIR": str(tmp_path),  # empty: nothing to serve
+        "SMS_PORT": str(free_port()),
+        "SMS_HOST": "127.0.0.1",
+        "SMS_WORKERS": str(WORKERS),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr  # uvicorn's start-up failure, as with one process
+    assert "cannot serve the model repository" in done.stderr
+    assert "Stopping parent process" in done.stderr

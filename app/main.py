@@ -155,8 +155,11 @@ async def _keep_group_informed(registry: ModelRegistry, group: ProcessGroup) -> 
     """Each second, publish this worker's readiness and queue depths for the others: /readyz
     and /metrics are answered by whichever worker accepted the connection."""
     while True:
-        group.publish(registry)
-        registry.update_queue_depths()
+        try:
+            group.publish(registry)
+            registry.update_queue_depths()
+        except OSError as error:  # the shared folder is the supervisor's: keep serving
+            log.warning("cannot publish this process's state: %s", error)
         await asyncio.sleep(1.0)
 
 

@@ -20,7 +20,11 @@ from app.serving.registry import ModelEntry
 ENDPOINTS = {spec.pipeline.task: spec.path for spec in TASK_ROUTES}
 
 router = APIRouter()
-PROCESS_HEADER = {"X-Server-Process": str(os.getpid())}
+
+
+def process_header() -> dict[str, str]:
+    """Which serving process answered (asked each time: a forked process has a pid of its own)."""
+    return {"X-Server-Process": str(os.getpid())}
 
 
 class Health(BaseModel):
@@ -76,7 +80,7 @@ class ModelDetail(ModelSummary):
 async def healthz() -> Response:
     """200 while the process serves HTTP at all. `X-Server-Process` names the process (its pid)
     that answered."""
-    return json_response({"status": "alive"}, headers=PROCESS_HEADER)
+    return json_response({"status": "alive"}, headers=process_header())
 
 
 @router.get(
@@ -91,7 +95,8 @@ async def readyz(request: Request) -> Response:
     one; the broken ones are listed under `problems`), in every serving process (SMS_WORKERS,
     listed under `processes`); 503 with the reasons otherwise."""
     readiness = readiness_of(request)
-    return json_response(readiness.body(), 200 if readiness.ready else 503, headers=PROCESS_HEADER)
+    status = 200 if readiness.ready else 503
+    return json_response(readiness.body(), status, headers=process_header())
 
 
 @router.get("/models", response_model=ModelList, tags=["models"], summary="List the models")

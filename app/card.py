@@ -104,6 +104,31 @@ class Calibration(_Strict):
     abstain_rule: str
 
 
+class OodDetection(_Strict):
+    """Out-of-distribution detection: a second graph output scores how unlike the training data
+    each item is. Calibration only speaks for inputs like the training data; this says when an
+    input is unlike anything the model knows (a blank page, noise, another language)."""
+
+    output: str = Field(description="graph output holding the score, float32 [batch]")
+    score: str = Field(description="method: energy, max_logit, max_probability, mahalanobis, ...")
+    threshold: float
+    higher_is_ood: bool = True
+    fitted_on: str = Field(description="data the score's statistics and the threshold came from")
+    rule: str = Field(default="", description="how the threshold was chosen")
+    auroc: dict[str, float] = Field(
+        default={}, description="per OOD kind: AUROC against in-distribution validation items"
+    )
+    flagged: dict[str, float] = Field(
+        default={}, description="per OOD kind: share of its items past the threshold"
+    )
+    candidates_auroc: dict[str, dict[str, float]] = Field(
+        default={}, description="every score tried: its AUROC per OOD kind"
+    )
+    validation_abstain_rate: float = Field(description="in-distribution validation flagged")
+    test_abstain_rate: float = Field(description="in-distribution test split flagged")
+    test_samples: int = 0
+
+
 class SplitInfo(_Strict):
     samples: int
     source: str = Field(description="which files / part of the original dataset")
@@ -224,6 +249,8 @@ class ModelCard(_Strict):
     labels: list[str]
     preprocessing: Preprocessing
     calibration: Calibration
+    # Absent on cards written before OOD detection existed: those models never say "unlike".
+    ood: OodDetection | None = None
     metrics: list[Metric]
     data: DataInfo
     training: TrainingInfo

@@ -68,6 +68,14 @@ def main(argv: list[str] | None = None) -> None:
     procs.add_argument("--concurrency", type=int, nargs="+", default=[32])
     procs.add_argument("--note", default="", help="a caveat shown with the figures in the report")
 
+    v2 = sub.add_parser(
+        "v2", parents=[common], help="Open Inference Protocol infer beside the task route (MNIST)"
+    )
+    v2.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    v2.add_argument("--seconds", type=float, default=10.0)
+    v2.add_argument("--warmup", type=float, default=1.0)
+    v2.add_argument("--concurrency", type=int, nargs="+", default=[32])
+
     sub.add_parser("report", parents=[common], help="rewrite docs/benchmarks.md from the JSON")
     sub.add_parser("ceiling", parents=[common], help="measure the load generator's ceiling")
 
@@ -129,6 +137,18 @@ def main(argv: list[str] | None = None) -> None:
             note=args.note,
         )
         print(json.dumps(result["configurations"], indent=2)[:4000])
+    elif args.command == "v2":
+        from benchmarks.protocols import run_v2
+
+        result = run_v2(
+            models_dir=args.models_dir.resolve(),
+            datasets=args.datasets.resolve(),
+            results_dir=args.results.resolve(),
+            levels=tuple(args.concurrency),
+            seconds=args.seconds,
+            warmup_s=args.warmup,
+        )
+        print(json.dumps({k: v for k, v in result.items() if k != "runtime"}, indent=2))
     elif args.command == "report":
         from benchmarks.report import write_report
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from app.card import ModelCard
+from app.card import ModelCard, latest_version_dir
 from benchmarks import loadgen
 from benchmarks.payloads import load_payloads
 from benchmarks.run import CLIENT_CORE, SERVER_CORE, _check_answer, log, write_json
@@ -38,18 +38,6 @@ PEER_COMMANDS: dict[str, tuple[list[str], str]] = {
     "fastapi + onnxruntime": (["benchmarks.peer_servers", "fastapi"], "/readyz"),
     "litserve": (["benchmarks.peer_servers", "litserve"], "/health"),
 }
-
-
-def card_folder(models_dir: Path, name: str) -> Path:
-    """The folder holding `name`'s card: models/<name>/, or its highest numbered version
-    models/<name>/<version>/ (the versioned layout)."""
-    folder = models_dir / name
-    if (folder / "card.json").is_file():
-        return folder
-    versions = [d for d in folder.glob("*") if d.name.isdigit() and (d / "card.json").is_file()]
-    if not versions:
-        raise SystemExit(f"no card for {name} in {folder}")
-    return max(versions, key=lambda d: int(d.name))
 
 
 def _only_mnist(models_dir: Path, into: Path) -> Path:
@@ -130,7 +118,7 @@ def run_peers(
     if cores:
         os.sched_setaffinity(0, {CLIENT_CORE})
     core = SERVER_CORE if cores else None
-    folder = card_folder(models_dir, ENDPOINT)
+    folder = latest_version_dir(models_dir, ENDPOINT)
     card = ModelCard.load(folder)
     onnx_file, onnx_sha256 = card.serving_onnx(precision)
     payload = load_payloads(datasets, (ENDPOINT,))[ENDPOINT]

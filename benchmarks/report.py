@@ -549,6 +549,7 @@ def write_report(results_dir: Path, docs_dir: Path) -> Path:
     lines += int8_section(ROOT / "models")
     lines += peers_section(_load(results_dir, "peers"))
     lines += workers_section(_load(results_dir, "workers"))
+    lines += v2_section(_load(results_dir, "v2"))
 
     if ANALYSIS.exists():
         add("## Analysis")
@@ -654,6 +655,39 @@ def peers_section(peers: dict[str, Any] | None) -> list[str]:
         if "target_ratio" in ratio:
             line += f" (target ≥ {ratio['target_ratio']}× at a lower p99: {_pf(ratio['pass'])})"
         lines.append(line + ".")
+    lines.append("")
+    return lines
+
+
+def v2_section(v2: dict[str, Any] | None) -> list[str]:
+    """The Open Inference Protocol beside the task route (results/v2.json)."""
+    if not v2:
+        return []
+    runtime = v2.get("runtime") or {}
+    lines = [
+        "## Open Inference Protocol beside the task route (`python -m benchmarks v2`)",
+        "",
+        f"The same {v2['endpoint']} image ({v2['payload']}) as a multipart upload to "
+        "`/predict/image` and as one BYTES element in the binary tensor data extension to "
+        "`/v2/models/mnist/infer` (what tritonclient sends), one server pinned to core "
+        f"{v2['server_core']} serving `{runtime.get('onnx_file', '?')}`, closed loop from core "
+        f"{v2['client_core']}, {v2['seconds']:g} s per point. Finished "
+        f"{v2.get('finished_at', '?')}; load average {v2.get('load_average_at_start')} at the "
+        f"start, {v2.get('load_average_at_end')} at the end.",
+        "",
+        "| route | concurrency | req/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, runs in v2["routes"].items():
+        for r in runs:
+            lines.append(
+                f"| {name} | {r['concurrency']} | {_n(r['throughput'])} | "
+                f"{_n(r['latency_ms']['p50'], 2)} | {_n(r['latency_ms']['p99'], 2)} | "
+                f"{_errors(r['errors'])} |"
+            )
+    lines.append("")
+    for concurrency, ratio in v2.get("v2_over_task_route", {}).items():
+        lines.append(f"At concurrency {concurrency}: V2 / task route = **{ratio:.2f}×**.")
     lines.append("")
     return lines
 

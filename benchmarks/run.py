@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from app.card import ModelCard, latest_version_dir
 from benchmarks import loadgen, profile
 from benchmarks.payloads import ENDPOINTS, MODEL_OF, Payload, load_payloads
 from benchmarks.server import HOST, Server, batch_stats, free_port, taskset
@@ -156,15 +157,17 @@ def machine_description(models_dir: Path, payloads: dict[str, Payload]) -> dict[
             packages[name] = None
     models = {}
     for payload in payloads.values():
-        card_path = models_dir / payload.model / "card.json"
+        folder = latest_version_dir(models_dir, payload.model)
+        card_path = folder / "card.json"
         if card_path.exists():
             card = json.loads(card_path.read_text())
+            served_file, _ = ModelCard.model_validate(card).serving_onnx("auto")
             models[payload.model] = {
-                "version": card.get("version"),
+                "version": folder.name,
+                "release": card.get("version"),
                 "onnx_sha256": card.get("onnx_sha256"),
-                "onnx_bytes": (models_dir / payload.model / card.get("onnx_file", "model.onnx"))
-                .stat()
-                .st_size,
+                "onnx_bytes": (folder / card.get("onnx_file", "model.onnx")).stat().st_size,
+                "served_file": served_file,
                 "description": card.get("description"),
             }
     memory = _run(["free", "-g"]).splitlines()
@@ -548,7 +551,9 @@ def run_all(
         fixture_dir = Path(tempfile.mkdtemp(prefix="sms-bench-models-"))
         models_dir = build_fixture_models(fixture_dir)
     missing = [
-        name for name in endpoints if not (models_dir / MODEL_OF[name] / "card.json").exists()
+        name
+        for name in endpoints
+        if not (latest_version_dir(models_dir, MODEL_OF[name]) / "card.json").exists()
     ]
     if missing:
         raise SystemExit(

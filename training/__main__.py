@@ -2,12 +2,15 @@
 `python -m training evaluate <task>` re-measures a models/ entry with ONNX Runtime and checks
 every figure on its card; `python -m training baseline <task>` records a trained `--arch seed`
 baseline's summary on the default card; `python -m training quantize <task>` writes the int8 copy
-of the latest version beside its model.onnx (training/quantize.py)."""
+of the latest version beside its model.onnx (training/quantize.py); `python -m training ood
+<task>` writes a new version with an out-of-distribution score (training/ood.py, its own
+options)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from training.data import DATA_DIR_ENV, DataNotFoundError, resolve_data_dir
@@ -113,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ood"]:  # python -m training ood <task>: its own options (training/ood.py)
+        from training.ood import main as ood_main
+
+        return ood_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in COMMANDS:

@@ -60,6 +60,10 @@ def evaluate_entry(name: str, models_dir: Path, data_dir: Path, download: bool =
         card.calibration.temperature,
         card.calibration.abstain_threshold,
     )
+    if card.ood is not None:  # the out-of-distribution score's figures too
+        from training.ood import remeasure
+
+        measured += remeasure(card, model_dir, data_dir)
     sizes = {"train": None, "validation": len(dataset.val), "test": len(dataset.test)}
     problems = [
         *split_problems(card, sizes),

@@ -38,6 +38,7 @@ from app.card import (
     QuantizedVariant,
     QuantParity,
     QuantSpeed,
+    latest_version_dir,
     sha256_of,
 )
 from training import calibrate
@@ -101,7 +102,13 @@ def quantize_file(
     in fp32. Pre-processing runs first because quantize_static needs every tensor's shape."""
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        try:
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        except TypeError:
+            # ONNX Runtime's symbolic shape inference trips over some graphs (those with the
+            # out-of-distribution score added by training/ood_graph.py); ONNX's own shape
+            # inference is enough for them.
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         excluded = excluded_nodes(prepared, exclude_prefixes)
         quantize_static(
             str(prepared),
@@ -290,19 +297,8 @@ def report(card: ModelCard, variant: QuantizedVariant) -> str:
     return "\n".join(lines)
 
 
-def card_folder(model_dir: Path) -> Path:
-    """`model_dir` itself when it holds a card, else its highest numbered version folder
-    (models/<name>/<version>/, the versioned layout)."""
-    if (model_dir / "card.json").is_file():
-        return model_dir
-    versions = [d for d in model_dir.glob("*") if d.name.isdigit() and (d / "card.json").is_file()]
-    if not versions:
-        raise FileNotFoundError(f"no card.json in {model_dir} or in a version folder under it")
-    return max(versions, key=lambda d: int(d.name))
-
-
 def quantize(task: Task, model_dir: Path, data_dir: Path, download: bool = False) -> int:
-    model_dir = card_folder(model_dir)
+    model_dir = latest_version_dir(model_dir.parent, model_dir.name)
     print(f"quantising {model_dir}")
     variant = quantize_model(task, model_dir, data_dir, download)
     print(report(ModelCard.load(model_dir), variant))

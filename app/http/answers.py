@@ -25,8 +25,14 @@ class Prediction(BaseModel):
     label: str = Field(description="Most probable class.")
     probability: float = Field(ge=0, le=1, description="Its calibrated probability.")
     abstain: bool = Field(
-        description="True when `probability` is below the model's abstain threshold "
-        "(chosen on validation data): the model is not sure; say so to the user."
+        description="True when the model is not sure: say so to the user rather than show the "
+        "label as a fact. `reason` says why."
+    )
+    reason: str | None = Field(
+        description="Why it abstains: `no_content` (nothing digit-like in the picture), "
+        "`out_of_distribution` (unlike anything the model was trained on), `low_confidence` "
+        "(probability below the threshold chosen on validation data); null when it does not. "
+        "Send `abstain=false` to turn abstaining off.",
     )
     top_k: list[ClassScore] = Field(description="The `top_k` most probable classes.")
 
@@ -64,14 +70,33 @@ def json_response(
     )
 
 
+LOW_CONFIDENCE = "low_confidence"
+
+
+def abstain_reason(scores: Scores, threshold: float) -> str | None:
+    """Why an answer abstains, in order: what the worker found (no content, out of
+    distribution), then a probability below the card's threshold; None when it answers."""
+    if scores.reason is not None:
+        return scores.reason
+    return LOW_CONFIDENCE if scores.probabilities[0] < threshold else None
+
+
 def prediction_dict(
-    labels: list[str], scores: Scores, top_k: int, threshold: float, head: dict[str, Any]
+    labels: list[str],
+    scores: Scores,
+    top_k: int,
+    threshold: float,
+    head: dict[str, Any],
+    abstaining: bool = True,
 ) -> dict[str, Any]:
-    """One item's answer; `head` holds the route's own leading fields (e.g. the file name)."""
+    """One item's answer; `head` holds the route's own leading fields (e.g. the file name).
+    With `abstaining` off the answer never abstains (the client asked for the bare label)."""
     best = scores.probabilities[0]
     head["label"] = labels[scores.indices[0]]
     head["probability"] = best
-    head["abstain"] = best < threshold
+    reason = abstain_reason(scores, threshold) if abstaining else None
+    head["abstain"] = reason is not None
+    head["reason"] = reason
     head["top_k"] = [
         {"label": labels[i], "probability": p}
         for i, p in zip(scores.indices[:top_k], scores.probabilities[:top_k], strict=True)
@@ -84,12 +109,13 @@ def predictions(
     scores: Sequence[Scores],
     top_k: int,
     heads: Sequence[dict[str, Any]] | None = None,
+    abstaining: bool = True,
 ) -> list[dict[str, Any]]:
     card = served.card
     threshold = card.calibration.abstain_threshold
     top_k = min(top_k, served.pipeline.max_top_k)
     return [
-        prediction_dict(card.labels, item, top_k, threshold, heads[i] if heads else {})
+        prediction_dict(card.labels, item, top_k, threshold, heads[i] if heads else {}, abstaining)
         for i, item in enumerate(scores)
     ]
 

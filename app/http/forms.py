@@ -70,6 +70,16 @@ class Form:
                 return part.data.decode("utf-8", errors="replace")
         return default
 
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.text(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("true", "1", "yes", "on"):
+            return True
+        if raw in ("false", "0", "no", "off"):
+            return False
+        raise InvalidInput(f"form field `{name}` must be true or false, got {raw!r}")
+
     def positive_int(self, name: str, default: int) -> int:
         raw = self.text(name, str(default)).strip()
         try:
@@ -250,6 +260,11 @@ def multipart_openapi(
                                 "type": "string",
                                 "description": "Model version (a folder number); default: "
                                 "the latest served.",
+                            },
+                            "abstain": {
+                                "type": "boolean",
+                                "default": True,
+                                "description": "false: never abstain (the bare label).",
                             },
                             "top_k": {
                                 "type": "integer",

@@ -54,15 +54,17 @@ class TaskRoute:
 
 
 def _example(model: str, head: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    """A confident answer and an abstaining one, as /docs shows them."""
     probabilities = [0.991203, 0.004711, 0.002093]
     top = [{"label": lab, "probability": p} for lab, p in zip(labels, probabilities, strict=False)]
+    sure = {"label": labels[0], "probability": 0.991203, "abstain": False, "reason": None}
+    unsure = {"label": labels[0], "probability": 0.991203, "abstain": True}
+    unsure["reason"] = "no_content" if model == "mnist" else "out_of_distribution"
     return {
         "model": model,
-        "version": "1",
+        "version": "2",
         "request_id": "5f0c2a9e41b37d86",
-        "predictions": [
-            {**head, "label": labels[0], "probability": 0.991203, "abstain": False, "top_k": top}
-        ],
+        "predictions": [{**head, **sure, "top_k": top}, {**head, **unsure, "top_k": top}],
     }
 
 
@@ -177,7 +179,8 @@ def _upload_routes(spec: TaskRoute) -> list[APIRoute]:
         uploads = received.uploads
         scores = await run_items(request, served, uploads)
         heads = [{"file": upload.name} for upload in uploads]
-        return answer_response(served, predictions(served, scores, top_k, heads))
+        abstaining = form.boolean("abstain", True)
+        return answer_response(served, predictions(served, scores, top_k, heads, abstaining))
 
     async def noop(request: Request) -> Response:
         received = await read_uploads(request, pipeline.accepted_types, pipeline.item_noun)
@@ -211,6 +214,7 @@ class TextRequest(BaseModel):
     model: str | None = Field(default=None, description="Text-classification model (imdb).")
     version: str | None = Field(default=None, description="Model version (default: latest).")
     top_k: int = Field(default=2, ge=1, description="Classes to list per text (capped).")
+    abstain: bool = Field(default=True, description="false: never abstain (the bare label).")
 
     @model_validator(mode="after")
     def _one_of_text_or_texts(self) -> TextRequest:
@@ -251,7 +255,7 @@ def _text_routes(spec: TaskRoute) -> list[APIRoute]:
             body.items(), body.text is not None, settings.max_items, pipeline.max_chars
         )
         scores = await run_items(request, served, texts)
-        answers = predictions(served, scores, body.top_k)
+        answers = predictions(served, scores, body.top_k, abstaining=body.abstain)
         for answer in answers:  # the name sentiment clients expect for the probability
             answer["score"] = answer["probability"]
         return answer_response(served, answers)

@@ -30,6 +30,7 @@ from starlette.responses import Response
 from app.card import ModelCard, TensorSpec
 from app.errors import ServiceError
 from app.http import oip
+from app.http.answers import abstain_reason
 from app.http.errors import headers_of
 from app.http.errors import status_of as http_status_of
 from app.http.flow import find_model, readiness_of, registry_of, run_items, run_tensors
@@ -101,7 +102,9 @@ def model_outputs(card: ModelCard) -> list[oip.TensorMetadata]:
     return outputs + [graph_tensor(s) for s in card.outputs if s.name not in names]
 
 
-def raw_output_tensors(card: ModelCard, scores: Sequence[Scores]) -> list[oip.OutputTensor]:
+def raw_output_tensors(
+    card: ModelCard, scores: Sequence[Scores], abstaining: bool = True
+) -> list[oip.OutputTensor]:
     """Per-item scores as the raw way's four outputs; abstain as the task routes decide it."""
     classes = len(card.labels)
     probabilities = np.zeros((len(scores), classes), dtype=np.float32)
@@ -113,10 +116,12 @@ def raw_output_tensors(card: ModelCard, scores: Sequence[Scores]) -> list[oip.Ou
             )
         probabilities[row, item.indices] = item.probabilities
     best = np.array([item.probabilities[0] for item in scores], dtype=np.float32)
+    threshold = card.calibration.abstain_threshold
+    abstain = [abstaining and abstain_reason(item, threshold) is not None for item in scores]
     return [
         oip.OutputTensor.from_texts("label", [card.labels[item.indices[0]] for item in scores]),
         oip.OutputTensor.from_array("probability", best),
-        oip.OutputTensor.from_array("abstain", best < card.calibration.abstain_threshold),
+        oip.OutputTensor.from_array("abstain", np.array(abstain, dtype=bool)),
         oip.OutputTensor.from_array("probabilities", probabilities),
     ]
 
@@ -344,7 +349,8 @@ async def infer(request: Request) -> Response:
             )
         oip.check_requested_outputs(parsed, RAW_OUTPUTS)
         items = _raw_items(request, card, raw)
-        outputs = raw_output_tensors(card, await run_items(request, served, items))
+        abstaining = parsed.parameters.get("abstain", True) is not False
+        outputs = raw_output_tensors(card, await run_items(request, served, items), abstaining)
     else:
         graph_outputs = [spec.name for spec in card.outputs]
         oip.check_requested_outputs(parsed, graph_outputs)

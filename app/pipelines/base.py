@@ -37,10 +37,13 @@ class Upload(NamedTuple):
 
 
 class Scores(NamedTuple):
-    """The top classes of one item, most probable first (indices into the card's labels)."""
+    """The classes of one item, most probable first (indices into the card's labels), and
+    why the answer must abstain whatever the probability (`no_content`,
+    `out_of_distribution`), if it must."""
 
     indices: list[int]
     probabilities: list[float]
+    reason: str | None = None
 
 
 class CardMismatch(ValueError):
@@ -55,6 +58,7 @@ class Decoded:
     arrays: list[np.ndarray]
     positions: list[int]
     errors: dict[int, ServiceError]
+    reasons: dict[int, str]  # position -> why the answer abstains whatever the model says
 
 
 def batch_buckets(max_size: int) -> list[int]:
@@ -117,16 +121,24 @@ class Pipeline(ABC):
     def example(self) -> Any:
         """A valid raw item, used to warm up the decode path."""
 
+    def decode_checked(self, raw: Any) -> tuple[np.ndarray, str | None]:
+        """`decode`, plus a reason to abstain found while decoding (e.g. no digit in the
+        picture); the model still runs, so the answer keeps its label and probability."""
+        return self.decode(raw), None
+
     def describe_failure(self, raw: Any, exc: Exception) -> str:
         return f"cannot decode input: {exc}"
 
     def decode_all(self, raws: Sequence[Any]) -> Decoded:
         """Decode every item; an item that fails gets its own error, the others go on."""
-        decoded = Decoded([], [], {})
+        decoded = Decoded([], [], {}, {})
         for position, raw in enumerate(raws):
             try:
-                decoded.arrays.append(self.decode(raw))
+                array, reason = self.decode_checked(raw)
+                decoded.arrays.append(array)
                 decoded.positions.append(position)
+                if reason is not None:
+                    decoded.reasons[position] = reason
             except ServiceError as exc:
                 decoded.errors[position] = exc
             except Exception as exc:  # decoders raise many types; all mean "bad input"

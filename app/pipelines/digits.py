@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from app.pipelines.digit_content import NO_CONTENT, no_digit_reason
+
 # MNIST geometry: the digit's longer side is 20 px, its centre of mass at (14, 14) of 28×28
 # (measured on the official files: mean centre of mass 13.99, 14.01).
 DIGIT_BOX = 20
@@ -36,6 +38,13 @@ def centre_digit(image: Image.Image) -> np.ndarray:
 
     Works on 8-bit levels like MNIST itself; Pillow only scales the cropped digit.
     """
+    return centre_digit_checked(image)[0]
+
+
+def centre_digit_checked(image: Image.Image) -> tuple[np.ndarray, str | None]:
+    """`centre_digit`, plus `no_content` when the picture holds no ink after thresholding (a
+    blank page, a uniform colour) or nothing stroke-like (noise, a filled blob): the answer then
+    says so however sure the model is (app.pipelines.digit_content)."""
     gray = without_alpha(image).convert("L")
     if max(gray.size) > DIGIT_WORK_SIZE:
         gray.thumbnail((DIGIT_WORK_SIZE, DIGIT_WORK_SIZE), Image.Resampling.BOX)
@@ -43,8 +52,9 @@ def centre_digit(image: Image.Image) -> np.ndarray:
     canvas = np.zeros((1, DIGIT_CANVAS, DIGIT_CANVAS), np.uint8)
     found = _ink(np.frombuffer(gray.tobytes(), np.uint8).reshape(height, width))
     if found is None:
-        return canvas  # a blank page: the model will not be sure, and will say so
+        return canvas, NO_CONTENT  # a blank page
     ink, noisy = found
+    reason = no_digit_reason(ink)
     # The digit's box: every inked pixel of a clean image (as MNIST), but only the clearly
     # inked ones of a photo, so that a speck of dirt far away does not stretch the box.
     strokes = ink >= _otsu_threshold(ink) if noisy else ink
@@ -60,7 +70,7 @@ def centre_digit(image: Image.Image) -> np.ndarray:
         )
         digit = np.frombuffer(scaled.tobytes(), np.uint8).reshape(target[1], target[0])
     _paste_by_centre_of_mass(canvas[0], digit)
-    return canvas
+    return canvas, reason
 
 
 def _ink(pixels: np.ndarray) -> tuple[np.ndarray, bool] | None:

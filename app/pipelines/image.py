@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from app.card import ImagePreprocessing, ModelCard
 from app.errors import InvalidInput, PayloadTooLarge
 from app.pipelines.base import CardMismatch, Pipeline, Upload
-from app.pipelines.digits import DIGIT_WORK_SIZE, centre_digit, without_alpha
+from app.pipelines.digits import DIGIT_WORK_SIZE, centre_digit_checked, without_alpha
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 CONTENT_TYPES = frozenset(
@@ -67,10 +67,17 @@ class ImagePipeline(Pipeline):
         return f"{raw.name}: cannot decode image: {exc}"
 
     def decode(self, raw: Upload) -> np.ndarray:
+        return self.decode_checked(raw)[0]
+
+    def decode_checked(self, raw: Upload) -> tuple[np.ndarray, str | None]:
         prep = self.prep
         if prep.digit_centering:
             draft = ("L", (DIGIT_WORK_SIZE, DIGIT_WORK_SIZE))
-            return centre_digit(open_image(raw, self.max_pixels, draft))
+            return centre_digit_checked(open_image(raw, self.max_pixels, draft))
+        return self._fit(raw), None
+
+    def _fit(self, raw: Upload) -> np.ndarray:
+        prep = self.prep
         draft = (self.mode, (prep.width, prep.height))
         return fit_image(
             open_image(raw, self.max_pixels, draft), self.mode, prep.width, prep.height

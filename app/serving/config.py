@@ -7,6 +7,7 @@
       "max_queue_size": 256,
       "intra_op_threads": 2,
       "execution_provider": "cpu",
+      "precision": "int8",
       "instances": 2,
       "version_policy": {"latest": {"num_versions": 2}}
     }
@@ -88,6 +89,11 @@ class ModelConfig(_Strict):
     max_queue_size: int | None = Field(None, ge=1, description="Items waiting; beyond: 503.")
     intra_op_threads: int | None = Field(None, ge=1, description="ONNX Runtime threads.")
     execution_provider: Literal["auto", "cuda", "cpu"] | None = None
+    precision: Literal["auto", "fp32", "int8"] | None = Field(
+        None,
+        description="`int8` here requires the card's int8 copy (the version fails to load "
+        "without one); `fp32`; `auto` as SMS_PRECISION.",
+    )
     instances: int | None = Field(
         None, ge=1, le=16, description="Sessions (and batch workers) per served version."
     )
@@ -104,6 +110,8 @@ class ServingSettings:
     intra_op_threads: int
     inter_op_threads: int
     execution_provider: str
+    precision: str
+    precision_required: bool  # set by config.json: int8 there means int8 or nothing
     instances: int
     version_policy: VersionPolicy
 
@@ -122,6 +130,8 @@ class ServingSettings:
             intra_op_threads=pick(config.intra_op_threads, settings.intra_op_threads),
             inter_op_threads=settings.inter_op_threads,
             execution_provider=pick(config.execution_provider, settings.execution_provider),
+            precision=pick(config.precision, settings.precision),
+            precision_required=config.precision is not None,
             instances=pick(config.instances, settings.batch_workers),
             version_policy=config.version_policy,
         )

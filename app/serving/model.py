@@ -8,17 +8,20 @@ import logging
 import queue
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.card import ModelCard
+from app.card import ModelCard, sha256_of
 from app.errors import ServiceError
 from app.metrics import BatcherMetrics, Metrics
 from app.pipelines import PIPELINES
 from app.pipelines.base import CardMismatch, Pipeline, Scores, top_scores
 from app.serving.batcher import Batcher
 from app.serving.config import ServingSettings
+from app.serving.ood import REASON as OOD_REASON
+from app.serving.ood import is_out_of_distribution
 from app.serving.repository import VersionSource
 from app.serving.runtime import ModelSession, SessionError
 from app.settings import Settings
@@ -52,6 +55,8 @@ class LoadedVersion:
         self.sessions = sessions
         self.serving = serving
         self.classes = len(card.labels)
+        self.ood = card.ood  # the out-of-distribution score the graph outputs, if it has one
+        self.onnx_file = card.onnx_file  # the file its sessions run (fp32 or the int8 copy)
         self.load_seconds = 0.0
         self.warmup_seconds = 0.0
         self._idle_sessions: queue.SimpleQueue[ModelSession] = queue.SimpleQueue()
@@ -94,11 +99,22 @@ class LoadedVersion:
             try:
                 for members in pipeline.group(decoded.arrays):
                     feed = pipeline.collate([decoded.arrays[m] for m in members])
-                    probabilities = session.run(feed)
-                    for member, scores in zip(
-                        members, top_scores(probabilities, self.classes), strict=True
+                    flagged = None
+                    if self.ood is None:
+                        probabilities = session.run(feed)
+                    else:
+                        probabilities, ood_scores = session.run_scored(feed, self.ood.output)
+                        flagged = is_out_of_distribution(ood_scores, self.ood).tolist()
+                    for row, (member, scores) in enumerate(
+                        zip(members, top_scores(probabilities, self.classes), strict=True)
                     ):
-                        results[decoded.positions[member]] = scores
+                        position = decoded.positions[member]
+                        reason = decoded.reasons.get(position)
+                        if reason is None and flagged is not None and flagged[row]:
+                            reason = OOD_REASON
+                        if reason is not None:
+                            scores = scores._replace(reason=reason)
+                        results[position] = scores
             finally:
                 self._idle_sessions.put(session)
         return results  # type: ignore[return-value]  # every slot is filled above
@@ -150,10 +166,19 @@ class LoadedVersion:
         if failures:
             raise RuntimeError(f"warm-up example was rejected: {failures[0].message}")
 
+    @property
+    def precision(self) -> str:
+        int8 = self.card.int8
+        return "int8" if int8 is not None and self.onnx_file == int8.onnx_file else "fp32"
+
     def runtime_facts(self) -> dict[str, Any]:
         session = self.sessions[0]
         batcher = self.batcher
         return {
+            "onnx_file": self.onnx_file,
+            "precision": "int8"
+            if self.card.int8 and self.onnx_file == self.card.int8.onnx_file
+            else "fp32",
             "providers": session.providers,
             "threads": {
                 "intra_op": session.intra_op_threads,
@@ -184,6 +209,7 @@ def load_version(
     if source.problem is not None or source.card is None:
         raise LoadFailed(source.problem or f"{source.directory}: no card")
     card = source.card
+    onnx_path = _served_onnx(source, serving)
     pipeline_class = PIPELINES.get(card.task)
     if pipeline_class is None:
         raise LoadFailed(f"{source.directory}: no pipeline serves task {card.task!r}")
@@ -191,7 +217,7 @@ def load_version(
     try:
         sessions = [
             ModelSession(
-                source.onnx_path,
+                onnx_path,
                 policy=serving.execution_provider,
                 intra_op_threads=serving.intra_op_threads,
                 inter_op_threads=serving.inter_op_threads,
@@ -204,21 +230,23 @@ def load_version(
     except (SessionError, CardMismatch, OSError, ValueError) as exc:
         reason = str(exc)
         if not reason.startswith(str(source.directory)):
-            reason = f"{source.onnx_path}: {reason}"
+            reason = f"{onnx_path}: {reason}"
         raise LoadFailed(reason) from None
     loaded = LoadedVersion(source, card, pipeline, sessions, serving, metrics)
+    loaded.onnx_file = onnx_path.name
     loaded.load_seconds = time.monotonic() - started
     started = time.monotonic()
     try:
         loaded.warm_up()
     except Exception as exc:
-        raise LoadFailed(f"{source.onnx_path}: warm-up failed: {exc}") from None
+        raise LoadFailed(f"{onnx_path}: warm-up failed: {exc}") from None
     loaded.warmup_seconds = time.monotonic() - started
     log.info(
-        "model %s version %s loaded in %.2f s, warmed up in %.2f s at batch sizes %s on %s "
+        "model %s version %s (%s) loaded in %.2f s, warmed up in %.2f s at batch sizes %s on %s "
         "(%d instance%s)",
         source.name,
         source.version,
+        onnx_path.name,
         loaded.load_seconds,
         loaded.warmup_seconds,
         sessions[0].buckets,
@@ -227,3 +255,27 @@ def load_version(
         "" if len(sessions) == 1 else "s",
     )
     return loaded
+
+
+def _served_onnx(source: VersionSource, serving: ServingSettings) -> Path:
+    """The ONNX file this version serves under its precision, checked against the card's
+    sha256 (the fp32 file was checked with the folder; an int8 copy is checked here)."""
+    card = source.card
+    assert card is not None
+    if serving.precision == "int8" and card.int8 is None and not serving.precision_required:
+        return source.onnx_path  # SMS_PRECISION=int8: int8 where there is a copy
+    try:
+        name, sha256 = card.serving_onnx(serving.precision)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise LoadFailed(f"{source.directory / 'config.json'}: precision int8, but {exc}") from None
+    path = source.directory / name
+    if path.name != card.onnx_file:
+        if not path.is_file():
+            raise LoadFailed(f"{path}: missing int8 ONNX file named by the card")
+        actual = sha256_of(path)
+        if actual != sha256:
+            raise LoadFailed(
+                f"{path}: sha256 {actual} does not match the card's int8 {sha256} "
+                "(file changed or corrupt)"
+            )
+    return path

@@ -126,6 +126,18 @@ class ModelSession:
         (probabilities,) = self.session.run([self.output_name], feed)
         return probabilities[:rows]
 
+    def run_scored(
+        self, feed: dict[str, np.ndarray], score_output: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`run`, plus the graph output `score_output` (one value per item)."""
+        rows = next(iter(feed.values())).shape[0]
+        if self.pad_to_buckets:
+            target = bucket_for(rows, self.buckets)
+            if target > rows:
+                feed = {name: _pad_rows(array, target) for name, array in feed.items()}
+        probabilities, scores = self.session.run([self.output_name, score_output], feed)
+        return probabilities[:rows], scores[:rows]
+
     def run_all(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch and return every graph output by name (for clients that bring their
         own tensors; not padded to buckets)."""

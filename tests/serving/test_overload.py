@@ -26,6 +26,14 @@ def overload_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models_dir = tmp_path_factory.mktemp("overload")
     image_model(models_dir, "slow", channels=3, size=64, slowness=SLOW_LAYERS)
     image_model(models_dir, "fragile", channels=3, size=16, fail_when_mean_above=0.9)
+    image_model(
+        models_dir,
+        "fragile_slow",
+        channels=3,
+        size=64,
+        slowness=SLOW_LAYERS,
+        fail_when_mean_above=0.9,
+    )
     return models_dir
 
 
@@ -120,13 +128,19 @@ def test_failing_batch_fails_only_its_own_requests(
 def test_one_batch_shares_its_failure_and_the_next_batch_is_fine(overload_repo: Path) -> None:
     settings = settings_for(overload_repo, max_batch_size=8, max_delay_ms=300)
     with running_server(settings) as url:
-        with ThreadPoolExecutor(3) as pool:
-            responses = list(pool.map(lambda v: predict(url, "fragile", v), [255, 10, 20]))
+        batch_seconds(url, "fragile_slow")  # warm
+        sizes = 'sms_batch_size_sum{model="fragile_slow",version="1"}'
+        before = metric(url, sizes)
+        with ThreadPoolExecutor(4) as pool:
+            # While one slow batch computes, three requests queue; the freed worker takes all
+            # three as one batch, which the white image (255) makes fail.
+            busy = pool.submit(predict, url, "fragile_slow", 10)
+            _wait_for(lambda: metric(url, sizes) == before + 1)
+            responses = list(pool.map(lambda v: predict(url, "fragile_slow", v), [255, 10, 20]))
+            assert busy.result().status_code == 200
         assert [r.status_code for r in responses] == [500, 500, 500]
-        assert (
-            metric(url, 'sms_batch_size_sum{model="fragile",version="1"}') == 3
-        )  # one batch of three
-        assert predict(url, "fragile", 10).status_code == 200
+        assert metric(url, sizes) == before + 1 + 3  # then one batch of three
+        assert predict(url, "fragile_slow", 10).status_code == 200
 
 
 def _wait_for(condition, timeout: float = 10.0) -> None:

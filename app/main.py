@@ -5,6 +5,8 @@ drains the batchers at shutdown. Nothing is built at import time: `python -m app
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +23,7 @@ from app.http.pages import page_routes
 from app.http.predict import TASK_ROUTES, task_routes
 from app.logs import configure_logging
 from app.metrics import Metrics
+from app.processes import ProcessGroup
 from app.serving.registry import ModelRegistry
 from app.settings import Settings
 
@@ -80,15 +83,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     registry = ModelRegistry(settings, metrics)
+    group = ProcessGroup.from_environment(settings.workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_format, settings.log_level)
+        if group:
+            group.publish(registry)  # listed as not ready while loading
         await registry.load_all()
         try:
             _refuse_unless_servable(registry, settings)
         except StartupError:
             await registry.close()
+            if group:
+                group.withdraw()
             raise
         log.info(
             "ready: %s",
@@ -102,10 +110,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything alive now (models, vocabularies, the app) lives for the whole process: move
         # it out of the collector's sight, or each full collection walks it (~30 ms p99 spikes).
         gc.freeze()
+        sharing = asyncio.create_task(_keep_group_informed(registry, group)) if group else None
         try:
             yield
         finally:
+            if sharing:
+                sharing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sharing
             await registry.close()
+            if group:
+                group.withdraw()
 
     app = ServingApp(
         title="Small model server",
@@ -119,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
+    app.state.process_group = group
     install_error_handlers(app)
     # Routes go straight into the app's route list, predict routes first: an included router
     # is matched through a wrapper of its own, which costs ~14 µs a request.
@@ -133,6 +149,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.extend(page_routes())
     install_cors(app, settings)
     return app
+
+
+async def _keep_group_informed(registry: ModelRegistry, group: ProcessGroup) -> None:
+    """Each second, publish this worker's readiness and queue depths for the others: /readyz
+    and /metrics are answered by whichever worker accepted the connection."""
+    while True:
+        try:
+            group.publish(registry)
+            registry.update_queue_depths()
+        except OSError as error:  # the shared folder is the supervisor's: keep serving
+            log.warning("cannot publish this process's state: %s", error)
+        await asyncio.sleep(1.0)
 
 
 def _refuse_unless_servable(registry: ModelRegistry, settings: Settings) -> None:

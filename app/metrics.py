@@ -1,5 +1,9 @@
 """Prometheus metrics, one registry per app so several apps (tests) never share counters.
 
+With several serving processes (SMS_WORKERS > 1) prometheus_client keeps the values in files in
+PROMETHEUS_MULTIPROC_DIR and /metrics sums them across processes (app/processes.py); each gauge
+says how: queue depths add up, a version is ready only when it is ready in every process.
+
 Label children are cached: `labels()` looks up a dict under a lock, which on the hot path costs
 more than the observation itself.
 """
@@ -56,6 +60,7 @@ class Metrics:
             "Items waiting in the model's queue.",
             ["model", "version"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.rejections = Counter(
             "sms_rejections_total",
@@ -74,12 +79,14 @@ class Metrics:
             "1 while the version is loaded, warm and serving, 0 otherwise.",
             ["model", "version"],
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.model_provider = Gauge(
             "sms_model_execution_provider",
             "1 for each ONNX Runtime execution provider active in the model's session.",
             ["model", "version", "provider"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.model_loads = Counter(
             "sms_model_loads_total",

@@ -5,6 +5,7 @@ Each field's description is what the README settings table says about it.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,15 +15,37 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _cores() -> int:
-    return os.cpu_count() or 1
+    """The cores this process may use, not the machine's count: its affinity (taskset,
+    `docker --cpuset-cpus`), and a CPU quota (`docker --cpus`: cgroup v2 cpu.max) rounded up."""
+    cores = len(os.sched_getaffinity(0)) or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
-def default_intra_op_threads() -> int:
-    """Every core, at most 4. The threads do not spin (see app.runtime), so between batches
-    they leave the event loop its core; during a batch they use whatever cores are free (on the
-    2-core machine, with other work running, 2 threads served ~20% more than 1). The models
-    here are too small to gain from more than 4."""
-    return max(1, min(4, _cores()))
+def default_workers(execution_provider: str) -> int:
+    """One serving process per usable core on the CPU. Where this onnxruntime build offers
+    CUDA (and the provider policy may use it), one process: each would hold its own CUDA
+    context and copy of every model on the one GPU, and the GPU, not the cores, is the limit."""
+    if execution_provider != "cpu":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            return 1
+    return _cores()
+
+
+def default_intra_op_threads(workers: int = 1) -> int:
+    """The cores shared among the serving processes, at most 4 each (processes × threads ≤
+    cores). The threads do not spin (see app.runtime), so between batches they leave the event
+    loop its core; during a batch they use whatever cores are free (on the 2-core machine, with
+    other work running, 2 threads served ~20% more than 1). The models here are too small to
+    gain from more than 4."""
+    return max(1, min(4, _cores() // workers))
 
 
 class Settings(BaseSettings):
@@ -43,10 +66,18 @@ class Settings(BaseSettings):
         "it loses at most 0.2 pp of test accuracy, else fp32; `fp32`; `int8` wherever the card "
         "has an int8 copy (fp32 where it has none). A model's config.json may force either.",
     )
-    intra_op_threads: int = Field(
-        default_factory=default_intra_op_threads,
+    workers: int = Field(
+        default_factory=lambda data: default_workers(data["execution_provider"]),
         ge=1,
-        description="ONNX Runtime threads inside one operator (default: the cores, at most 4).",
+        description="Serving processes sharing the port (`python -m app`), each with its own "
+        "batchers and sessions (default: the usable cores; 1 where onnxruntime offers CUDA). "
+        "1: a single process, no supervisor.",
+    )
+    intra_op_threads: int = Field(
+        default_factory=lambda data: default_intra_op_threads(data["workers"]),
+        ge=1,
+        description="ONNX Runtime threads inside one operator (default: the cores divided among "
+        "the workers, at most 4).",
     )
     inter_op_threads: int = Field(
         1, ge=1, description="ONNX Runtime threads across operators (graphs here are sequential)."

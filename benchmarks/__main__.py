@@ -5,6 +5,8 @@ python -m benchmarks report                 # rewrite docs/benchmarks.md from th
 python -m benchmarks ceiling                # the load generator's own ceiling only
 python -m benchmarks peers [--seconds 10] [--concurrency 32] [--precision fp32]
                                             # ours vs FastAPI + ORT vs LitServe on MNIST
+python -m benchmarks workers [--workers 1 2] [--concurrency 32] [--seconds 10]
+                                            # 1 vs N serving processes, unpinned
 python -m benchmarks load --port 8000 --endpoint mnist [--route noop]
                           (--clients 64 | --rate 500) [--seconds 5]
                                             # one run against a server already running
@@ -55,6 +57,16 @@ def main(argv: list[str] | None = None) -> None:
         help="which of the card's files the peers serve (match what the service serves)",
     )
     peers.add_argument("--note", default="", help="a caveat shown with the figures in the report")
+
+    procs = sub.add_parser(
+        "workers", parents=[common], help="the service with 1, 2, … processes (SMS_WORKERS)"
+    )
+    procs.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    procs.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    procs.add_argument("--seconds", type=float, default=10.0)
+    procs.add_argument("--warmup", type=float, default=1.0)
+    procs.add_argument("--concurrency", type=int, nargs="+", default=[32])
+    procs.add_argument("--note", default="", help="a caveat shown with the figures in the report")
 
     v2 = sub.add_parser(
         "v2", parents=[common], help="Open Inference Protocol infer beside the task route (MNIST)"
@@ -111,6 +123,20 @@ def main(argv: list[str] | None = None) -> None:
             note=args.note,
         )
         print(json.dumps(result["ratios"], indent=2))
+    elif args.command == "workers":
+        from benchmarks.workers import run_workers
+
+        result = run_workers(
+            models_dir=args.models_dir.resolve(),
+            datasets=args.datasets.resolve(),
+            results_dir=args.results.resolve(),
+            workers=tuple(args.workers),
+            levels=tuple(args.concurrency),
+            seconds=args.seconds,
+            warmup_s=args.warmup,
+            note=args.note,
+        )
+        print(json.dumps(result["configurations"], indent=2)[:4000])
     elif args.command == "v2":
         from benchmarks.protocols import run_v2
 

@@ -561,6 +561,7 @@ def write_report(results_dir: Path, docs_dir: Path) -> Path:
 
     lines += int8_section(ROOT / "models")
     lines += peers_section(_load(results_dir, "peers"))
+    lines += workers_section(_load(results_dir, "workers"))
     lines += v2_section(_load(results_dir, "v2"))
 
     if ANALYSIS.exists():
@@ -701,4 +702,69 @@ def v2_section(v2: dict[str, Any] | None) -> list[str]:
     for concurrency, ratio in v2.get("v2_over_task_route", {}).items():
         lines.append(f"At concurrency {concurrency}: V2 / task route = **{ratio:.2f}×**.")
     lines.append("")
+    return lines
+
+
+PROJECTED_CORES = 16
+
+
+def workers_section(workers: dict[str, Any] | None) -> list[str]:
+    """1 vs N serving processes, unpinned (results/workers.json), and what a 16-core machine
+    should give, from the measured figures per process."""
+    if not workers:
+        return []
+    lines = [
+        "## Every core: 1 vs N serving processes (`python -m benchmarks workers`)",
+        "",
+        f"The {workers['endpoint']} request ({workers['payload']}) and the no-op route, "
+        f"closed loop, {workers['seconds']:g} s per point after {workers['warmup_s']:g} s of "
+        f"warm-up, the service started with `SMS_WORKERS` = each count, unpinned on "
+        f"{workers['cores']} cores (the load generator shares them). Finished "
+        f"{workers.get('finished_at', '?')}; load average {workers.get('load_average_at_start')} "
+        f"at the start, {workers.get('load_average_at_end')} at the end. *Busy cores*: the "
+        "workers' CPU seconds (all threads, from /proc) over the window, warm-up included; "
+        "*per busy core*: req/s ÷ busy cores.",
+        "",
+    ]
+    if workers.get("note"):
+        lines += [f"> {workers['note']}", ""]
+    lines += [
+        "| processes | ORT threads each | route | concurrency | req/s | p50 ms | p99 ms | errors "
+        "| 1-min load (before, after) | busy cores (per process) | CPU ms / request "
+        "| req/s per process | req/s per busy core |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    per_core: dict[str, list[tuple[str, float]]] = {}
+    for count, entry in workers["configurations"].items():
+        threads = next(iter((entry.get("runtime") or {}).values()), {}).get("threads", {})
+        if "error" in entry:
+            lines.append(f"| {count} | - | - | - | not measured: {entry['error']} |" + " |" * 8)
+        for r in entry.get("runs", []):
+            window = workers["seconds"] + workers["warmup_s"]
+            shares = ", ".join(f"{cpu / window:.2f}" for cpu in r["worker_cpu_s"].values())
+            rate = r["throughput"] / r["busy_cores"] if r["busy_cores"] else None
+            if rate:
+                per_core.setdefault(r["route"], []).append((count, rate))
+            lines.append(
+                f"| {count} | {threads.get('intra_op', '?')} | {r['route']} | "
+                f"{r['concurrency']} | {_n(r['throughput'])} | "
+                f"{_n(r['latency_ms']['p50'], 2)} | {_n(r['latency_ms']['p99'], 2)} | "
+                f"{_errors(r['errors'])} | {r['load_average_1m'][0]}, {r['load_average_1m'][1]} "
+                f"| {r['busy_cores']} ({shares}) | {_n(r['cpu_ms_per_request'], 3)} | "
+                f"{_n(r['req_s_per_process'])} | {_n(rate)} |"
+            )
+    lines.append("")
+    for route, rates in per_core.items():
+        low = min(rate for _, rate in rates)
+        high = max(rate for _, rate in rates)
+        lines.append(
+            f"**{PROJECTED_CORES} cores, {route}:** one process per core at the measured "
+            f"{_n(low, 0)}–{_n(high, 0)} req/s per busy core gives about "
+            f"{_n(round(PROJECTED_CORES * low, -2), 0)}–{_n(round(PROJECTED_CORES * high, -2), 0)}"
+            " req/s, if the load comes from another machine (here the load generator shared the "
+            "cores), nothing else runs there, and the per-core rate holds at 16 processes (a "
+            "projection, not a measurement: shared caches, memory bandwidth and the one accept "
+            "queue are untested beyond 2)."
+        )
+        lines.append("")
     return lines

@@ -59,8 +59,15 @@ class TextPredictionResponse(_Answer):
     predictions: list[TextPrediction]
 
 
-def json_response(payload: dict[str, Any], status_code: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
+def json_response(
+    payload: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(payload),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 LOW_CONFIDENCE = "low_confidence"

@@ -16,6 +16,7 @@ from starlette.types import Message, Receive
 from app.errors import InvalidInput, ServiceError
 from app.http.middleware import ARRIVAL_KEY, MODEL_KEY, VERSION_KEY
 from app.pipelines.base import Scores
+from app.processes import Readiness, readiness
 from app.serving.model import LoadedVersion
 from app.serving.registry import ModelRegistry, version_or_none
 
@@ -24,6 +25,12 @@ DEADLINE_HEADER = "x-deadline-ms"
 
 def registry_of(request: Request) -> ModelRegistry:
     return request.app.state.registry
+
+
+def readiness_of(request: Request) -> Readiness:
+    """The one readiness rule /readyz and /v2/health/ready share: every model of every serving
+    process."""
+    return readiness(registry_of(request), request.app.state.process_group)
 
 
 def find_model(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,13 +13,18 @@ from starlette.responses import Response
 from app.errors import ModelNotFound
 from app.http.answers import json_response
 from app.http.errors import error_responses
-from app.http.flow import registry_of
+from app.http.flow import readiness_of, registry_of
 from app.http.predict import TASK_ROUTES
 from app.serving.registry import ModelEntry
 
 ENDPOINTS = {spec.pipeline.task: spec.path for spec in TASK_ROUTES}
 
 router = APIRouter()
+
+
+def process_header() -> dict[str, str]:
+    """Which serving process answered (asked each time: a forked process has a pid of its own)."""
+    return {"X-Server-Process": str(os.getpid())}
 
 
 class Health(BaseModel):
@@ -31,6 +37,11 @@ class Readiness(BaseModel):
         description="Status of every model: ready, loading, unloaded or broken."
     )
     problems: list[str] = Field(description="Why a model is not serving, with file and reason.")
+    processes: list[dict[str, Any]] | None = Field(
+        None,
+        description="With SMS_WORKERS > 1: every serving process (pid, ready, its models' "
+        "status); ready only when each is.",
+    )
 
 
 class VersionSummary(BaseModel):
@@ -67,8 +78,9 @@ class ModelDetail(ModelSummary):
 
 @router.get("/healthz", response_model=Health, tags=["service"], summary="Liveness")
 async def healthz() -> Response:
-    """200 while the process serves HTTP at all."""
-    return json_response({"status": "alive"})
+    """200 while the process serves HTTP at all. `X-Server-Process` names the process (its pid)
+    that answered."""
+    return json_response({"status": "alive"}, headers=process_header())
 
 
 @router.get(
@@ -80,15 +92,11 @@ async def healthz() -> Response:
 )
 async def readyz(request: Request) -> Response:
     """200 once every model is loaded and warmed up (with SMS_SERVE_PARTIAL: every healthy
-    one; the broken ones are listed under `problems`); 503 with the reasons otherwise."""
-    registry = registry_of(request)
-    ready = registry.is_ready()
-    body = {
-        "ready": ready,
-        "models": {name: entry.status for name, entry in registry.models.items()},
-        "problems": registry.problems(),
-    }
-    return json_response(body, 200 if ready else 503)
+    one; the broken ones are listed under `problems`), in every serving process (SMS_WORKERS,
+    listed under `processes`); 503 with the reasons otherwise."""
+    readiness = readiness_of(request)
+    status = 200 if readiness.ready else 503
+    return json_response(readiness.body(), status, headers=process_header())
 
 
 @router.get("/models", response_model=ModelList, tags=["models"], summary="List the models")
@@ -164,8 +172,7 @@ async def metrics(request: Request) -> Response:
     """Requests and latency by route, model and status; per-model queue wait, batch size and
     compute time; queue depth; 503/504 rejections; readiness and execution providers."""
     registry = registry_of(request)
-    for entry in registry.models.values():
-        for version, loaded in entry.serving.items():
-            depth = loaded.batcher.queue_depth
-            registry.metrics.queue_depth.labels(entry.name, version).set(depth)
-    return Response(generate_latest(registry.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    registry.update_queue_depths()
+    group = request.app.state.process_group
+    text = group.metrics_text() if group else generate_latest(registry.metrics.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

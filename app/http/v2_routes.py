@@ -33,7 +33,7 @@ from app.http import oip
 from app.http.answers import abstain_reason
 from app.http.errors import headers_of
 from app.http.errors import status_of as http_status_of
-from app.http.flow import find_model, registry_of, run_items, run_tensors
+from app.http.flow import find_model, readiness_of, registry_of, run_items, run_tensors
 from app.pipelines.base import Scores, Upload
 from app.pipelines.text import TextPipeline
 from app.serving.model import LoadedVersion
@@ -300,7 +300,7 @@ async def server_live(request: Request) -> Response:
 async def server_ready(request: Request) -> Response:
     """200 once the models are loaded and warmed up (as /readyz); 400 otherwise, as Triton
     answers (the V2 spec: a 4xx means false)."""
-    if registry_of(request).is_ready():
+    if readiness_of(request).ready:
         return Response(status_code=200)
     return v2_error(400, "not ready; /readyz says why")
 

@@ -338,6 +338,13 @@ class ModelRegistry:
                 if status.state != "UNAVAILABLE":
                     status.state, status.reason = "UNAVAILABLE", "unloaded"
 
+    def update_queue_depths(self) -> None:
+        """Set the queue-depth gauge of every serving version (before a scrape, and each second
+        in a worker of several)."""
+        for entry in self.models.values():
+            for version, loaded in entry.serving.items():
+                self.metrics.queue_depth.labels(entry.name, version).set(loaded.batcher.queue_depth)
+
     def _publish_metrics(self, entry: ModelEntry) -> None:
         for version, loaded in entry.serving.items():
             self.metrics.model_ready.labels(entry.name, version).set(1)

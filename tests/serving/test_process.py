@@ -76,6 +76,7 @@ def test_python_dash_m_app_serves_logs_json_and_stops_on_sigterm(tmp_path: Path)
         "SMS_PORT": str(port),
         "SMS_HOST": "127.0.0.1",
         "SMS_LOG_FORMAT": "json",
+        "SMS_WORKERS": "1",  # the single-process path (tests/serving/test_processes.py: more)
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "app"],

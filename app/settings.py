@@ -41,10 +41,10 @@ def default_workers(execution_provider: str) -> int:
 
 def default_intra_op_threads(workers: int = 1) -> int:
     """The cores shared among the serving processes, at most 4 each (processes × threads ≤
-    cores). The threads do not spin (see app.runtime), so between batches they leave the event
-    loop its core; during a batch they use whatever cores are free (on the 2-core machine, with
-    other work running, 2 threads served ~20% more than 1). The models here are too small to
-    gain from more than 4."""
+    cores). The threads do not spin (see app.serving.runtime), so between batches they leave
+    the event loop its core; during a batch they use whatever cores are free (on the 2-core
+    machine, with other work running, 2 threads served ~20% more than 1). The models here are
+    too small to gain from more than 4."""
     return max(1, min(4, _cores() // workers))
 
 

@@ -1,12 +1,12 @@
 """Scenario (a), the compute limit: each model in one process, no HTTP, at batch sizes 1..64.
 
-The session is built by the server's own `app.runtime.ModelSession` with the server's settings
-(same provider policy, intra/inter-op threads, no spinning), and the payload is the benchmark's
-own sample. Two figures per batch size:
+The version is built by the server's own `app.serving.model.load_version` with the server's
+settings (same provider policy, intra/inter-op threads, no spinning, the file its card's
+precision selects), and the payload is the benchmark's own sample. Two figures per batch size:
 
 * `ort`: `session.run` on an already decoded batch (the ONNX Runtime limit);
-* `worker`: the whole worker-side pipeline, `modality.process` (decode every item, collate,
-  run, top-k), which is what one batch worker of the server does per batch.
+* `worker`: the whole worker-side pipeline, `LoadedVersion.process` (decode every item,
+  collate, run, top-k), which is what one batch worker of the server does per batch.
 
     python -m benchmarks.raw_ort --models-dir models --datasets ../shared/datasets --out x.json
 Run it pinned to the server's core (`taskset -c 0`) for figures comparable to the service's.

@@ -1,7 +1,7 @@
 """`LeanRoute`: the route class of the predict (and no-op) routes.
 
 Their endpoints are `async def endpoint(request: Request) -> Response`: they parse the body
-themselves (app/forms.py) and answer with ready JSON bytes, so FastAPI's per-request machinery
+themselves (app/http/forms.py) and answer with ready JSON bytes, so FastAPI's per-request machinery
 (dependency solving, body reading and validation, response serialisation) has nothing to do, yet
 it cost ~30 µs a request here, about 7% of the server's CPU per prediction. A LeanRoute calls the
 endpoint directly. It is still an APIRoute: routing, exception handlers and OpenAPI (request body

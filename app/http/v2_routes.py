@@ -134,7 +134,7 @@ def v2_error(status_code: int, message: str, headers: dict[str, str] | None = No
 
 
 class V2Route(APIRoute):
-    """Calls `async def endpoint(request) -> Response` directly (as app/routing.py's LeanRoute
+    """Calls `async def endpoint(request) -> Response` directly (as app/http/routing.py's LeanRoute
     does, for the same ~30 µs a request) and answers its errors in the V2 shape."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:

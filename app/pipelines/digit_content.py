@@ -2,7 +2,7 @@
 
 The digit model answers something for every picture; for a blank page, a plain colour, noise
 or a filled blob that answer means nothing, and it can be confident. These pictures are told
-apart by the ink map `app.modalities.image._ink` computes (0 = paper, 255 = the strongest ink):
+apart by the ink map `app.pipelines.digits._ink` computes (0 = paper, 255 = the strongest ink):
 
 - no ink at all (`_ink` found no contrast): a blank page or a uniform colour;
 - hardly any ink: a speck of dirt;

@@ -1,4 +1,4 @@
-"""Dynamic batching, one `Batcher` per model, knowing nothing about modalities.
+"""Dynamic batching, one `Batcher` per model, knowing nothing about pipelines.
 
 The call site stays a plain await: `result = await batcher.submit(item, deadline)`.
 

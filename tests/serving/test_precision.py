@@ -8,17 +8,21 @@ import shutil
 from pathlib import Path
 
 import httpx
-import pytest
 from model_factory import image_model
 from serving_harness import COMMITTED_MODELS, running_server, settings_for
 
-from app.card import ModelCard, latest_version_dir
+from app.card import ModelCard, version_dirs
 
 
 def copy_model(name: str, models: Path) -> Path:
-    source = latest_version_dir(COMMITTED_MODELS, name)
-    if ModelCard.load(source).int8 is None:
-        pytest.skip(f"models/{name} has no int8 copy")
+    """The newest committed version of `name` that has an int8 copy, as models/name/1/."""
+    with_int8 = [
+        path
+        for _, path in sorted(version_dirs(COMMITTED_MODELS / name).items())
+        if ModelCard.load(path).int8 is not None
+    ]
+    assert with_int8, f"no committed version of {name} has an int8 copy"
+    source = with_int8[-1]
     target = models / name / "1"
     shutil.copytree(source, target)
     return target

@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     v2.add_argument("--warmup", type=float, default=1.0)
     v2.add_argument("--concurrency", type=int, nargs="+", default=[32])
 
+    reload = sub.add_parser(
+        "reload", parents=[common], help="a model reloaded under 32 clients: failures and p99"
+    )
+    reload.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    reload.add_argument("--seconds", type=float, default=4.0, help="per window")
+
     sub.add_parser("report", parents=[common], help="rewrite docs/benchmarks.md from the JSON")
     sub.add_parser("ceiling", parents=[common], help="measure the load generator's ceiling")
 
@@ -149,6 +155,16 @@ def main(argv: list[str] | None = None) -> None:
             warmup_s=args.warmup,
         )
         print(json.dumps({k: v for k, v in result.items() if k != "runtime"}, indent=2))
+    elif args.command == "reload":
+        from benchmarks.reload import run_reload
+
+        result = run_reload(
+            models_dir=args.models_dir.resolve(),
+            datasets=args.datasets.resolve(),
+            results_dir=args.results.resolve(),
+            seconds=args.seconds,
+        )
+        print(json.dumps({k: result[k] for k in ("load_call", "served_after")}, indent=2))
     elif args.command == "report":
         from benchmarks.report import write_report
 

@@ -563,6 +563,7 @@ def write_report(results_dir: Path, docs_dir: Path) -> Path:
     lines += peers_section(_load(results_dir, "peers"))
     lines += workers_section(_load(results_dir, "workers"))
     lines += v2_section(_load(results_dir, "v2"))
+    lines += reload_section(_load(results_dir, "reload"))
 
     if ANALYSIS.exists():
         add("## Analysis")
@@ -767,4 +768,35 @@ def workers_section(workers: dict[str, Any] | None) -> list[str]:
             "queue are untested beyond 2)."
         )
         lines.append("")
+    return lines
+
+
+def reload_section(reload: dict[str, Any] | None) -> list[str]:
+    """A model reloaded under load (results/reload.json)."""
+    if not reload:
+        return []
+    call = reload.get("load_call", {})
+    lines = [
+        "## A reload under load (`python -m benchmarks reload`)",
+        "",
+        f"{reload['clients']} clients send the MNIST request without pause, in three "
+        f"{reload['seconds_per_window']:g}-s windows; half a second into the second, version 2 "
+        "is copied into the repository and loaded (`POST /v2/repository/models/mnist/load`: "
+        f"HTTP {call.get('status')} after {call.get('seconds')} s, building and warming the "
+        "new version while version 1 serves, then switching, then draining version 1). "
+        f"Answers came from version {reload.get('served_after')} afterwards. Finished "
+        f"{reload.get('finished_at', '?')}; load average {reload.get('load_average_at_start')} "
+        "at the start.",
+        "",
+        "| window | requests | failed | req/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("before", "during", "after"):
+        r = reload[name]
+        lines.append(
+            f"| {name} | {r['ok'] + r['error_count']} | {r['error_count']} | "
+            f"{_n(r['throughput'])} | {_n(r['latency_ms']['p50'], 2)} | "
+            f"{_n(r['latency_ms']['p99'], 2)} |"
+        )
+    lines.append("")
     return lines

@@ -185,7 +185,6 @@ def machine_description(models_dir: Path, payloads: dict[str, Payload]) -> dict[
             ["git", "-C", str(ROOT), "status", "--porcelain", "--", "app"]
         ).splitlines(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "training_done_marker": (ROOT / "runs" / "TRAINING_DONE").exists(),
         "models_dir": str(models_dir),
         "models": models,
     }

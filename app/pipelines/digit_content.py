@@ -41,6 +41,7 @@ MAX_RUNS_PER_ROW = 8
 MAX_THICKNESS = 0.8
 THICK = 0.5
 MAX_THICK_FILL = 0.75
+MIN_FILL_TO_BE_THICK = 0.45
 # Ink along the picture's edge, where `_ink` found the paper: texture, not a digit (MNIST: at
 # most 0.03 of the edge pixels).
 MAX_BORDER_INK_SHARE = 0.1
@@ -176,9 +177,14 @@ def no_digit_reason(ink: np.ndarray | None) -> str | None:
     if border.mean() > MAX_BORDER_INK_SHARE:
         return NO_CONTENT
     box = _box(mask)
-    thickness = _thickness(box) / max(box.shape)
-    if thickness > MAX_THICKNESS or (thickness > THICK and box.mean() > MAX_THICK_FILL):
-        return NO_CONTENT
+    # Only a box mostly filled can be thick: a shape whose strokes are over half its size wide
+    # (a thick bar, L, ring or disc) fills over three quarters of its box, and the thickest
+    # MNIST digits fill at most 0.71. So the erosions are skipped for the sparse boxes that
+    # every ordinary digit has (they cost ~4% of the server's CPU on MNIST under load).
+    if box.mean() > MIN_FILL_TO_BE_THICK:
+        thickness = _thickness(box) / max(box.shape)
+        if thickness > MAX_THICKNESS or (thickness > THICK and box.mean() > MAX_THICK_FILL):
+            return NO_CONTENT
     if (_neighbour_counts(mask)[mask] <= 2).mean() > MAX_SPECKLE_SHARE:
         if _run_count(mask) > MAX_RUNS_PER_ROW * mask.shape[0]:
             return NO_CONTENT  # thousands of separate dots: noise, and counting them is slow

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from app.card import ModelCard, latest_version_dir
 from benchmarks import loadgen
 from benchmarks.payloads import load_payloads
-from benchmarks.run import CLIENT_CORE, SERVER_CORE, _check_answer, log, write_json
+from benchmarks.run import _check_answer, log, pin_load_generator, write_json
 from benchmarks.server import HOST, Server
 
 ENDPOINT = "mnist"
@@ -114,10 +114,7 @@ def run_peers(
     precision: Literal["auto", "fp32", "int8"] = "fp32",
     note: str = "",
 ) -> dict[str, Any]:
-    cores = (os.cpu_count() or 1) >= 2
-    if cores:
-        os.sched_setaffinity(0, {CLIENT_CORE})
-    core = SERVER_CORE if cores else None
+    core, client_core = pin_load_generator()
     folder = latest_version_dir(models_dir, ENDPOINT)
     card = ModelCard.load(folder)
     onnx_file, onnx_sha256 = card.serving_onnx(precision)
@@ -128,7 +125,7 @@ def run_peers(
         "peers_onnx_file": onnx_file,
         "peers_onnx_sha256": onnx_sha256,
         "server_core": core,
-        "client_core": CLIENT_CORE if cores else None,
+        "client_core": client_core,
         "seconds": seconds,
         "warmup_s": warmup_s,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],

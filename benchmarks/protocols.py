@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks import loadgen
 from benchmarks.payloads import Payload, load_payloads
 from benchmarks.peers import ENDPOINT, _only_mnist, measure_server
-from benchmarks.run import CLIENT_CORE, SERVER_CORE, _check_answer, log, write_json
+from benchmarks.run import _check_answer, log, pin_load_generator, write_json
 from benchmarks.server import HOST, Server
 
 
@@ -68,16 +68,13 @@ def run_v2(
     seconds: float = 10.0,
     warmup_s: float = 1.0,
 ) -> dict[str, Any]:
-    cores = (os.cpu_count() or 1) >= 2
-    if cores:
-        os.sched_setaffinity(0, {CLIENT_CORE})
-    core = SERVER_CORE if cores else None
+    core, client_core = pin_load_generator()
     payload = load_payloads(datasets, (ENDPOINT,))[ENDPOINT]
     results: dict[str, Any] = {
         "endpoint": ENDPOINT,
         "payload": payload.source,
         "server_core": core,
-        "client_core": CLIENT_CORE if cores else None,
+        "client_core": client_core,
         "seconds": seconds,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "routes": {},

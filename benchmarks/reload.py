@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmarks import loadgen
 from benchmarks.payloads import load_payloads
-from benchmarks.run import CLIENT_CORE, SERVER_CORE, log, write_json
+from benchmarks.run import log, pin_load_generator, write_json
 from benchmarks.server import HOST, Server
 
 ENDPOINT = "mnist"
@@ -63,9 +63,7 @@ async def _windows(
 def run_reload(
     *, models_dir: Path, datasets: Path, results_dir: Path, clients: int = 32, seconds: float = 4
 ) -> dict[str, Any]:
-    cores = (os.cpu_count() or 1) >= 2
-    if cores:
-        os.sched_setaffinity(0, {CLIENT_CORE})
+    server_core, _ = pin_load_generator()
     source = models_dir / ENDPOINT
     payload = load_payloads(datasets, (ENDPOINT,))[ENDPOINT]
     workdir = Path(tempfile.mkdtemp(prefix="sms-reload-"))
@@ -78,7 +76,7 @@ def run_reload(
         (workdir / ENDPOINT).mkdir()
         shutil.copytree(source / "1", workdir / ENDPOINT / "1")
         env = {"SMS_MODELS_DIR": str(workdir), "SMS_MODEL_CONTROL": "explicit"}
-        server = Server(env, SERVER_CORE if cores else None)
+        server = Server(env, server_core)
         log(f"reload: {server.command_line()}")
         server.start()
         try:

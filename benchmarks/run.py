@@ -549,6 +549,15 @@ def write_json(results_dir: Path, name: str, data: Any) -> None:
     (results_dir / f"{name}.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def pin_load_generator() -> tuple[int | None, int | None]:
+    """On two cores or more, move this process (the load generator) to CLIENT_CORE and return
+    (the core to pin the server to, the client's core); (None, None) on one core."""
+    if (os.cpu_count() or 1) < 2:
+        return None, None
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    return SERVER_CORE, CLIENT_CORE
+
+
 def run_all(
     *,
     models_dir: Path,

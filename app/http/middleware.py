@@ -20,14 +20,13 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.auth import KeyRing, required_access
-from app.http.errors import BodyTimeout, BodyTooLarge, error_response_for
+from app.http.errors import BodyTimeout, BodyTooLarge, disconnects_log, error_response_for
 from app.logs import request_id_var
 from app.metrics import Metrics
 from app.settings import Settings
 
 log = logging.getLogger("app.access")
 errors_log = logging.getLogger("app.errors")
-disconnects_log = logging.getLogger("app.disconnects")
 
 REQUEST_ID_HEADER = b"x-request-id"
 UNMATCHED = "unmatched"  # the route label of every path no route serves

@@ -118,25 +118,25 @@ class ModelSession:
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Run one batch and return the first output (class probabilities), one row per item."""
-        rows = next(iter(feed.values())).shape[0]
-        if self.pad_to_buckets:
-            target = bucket_for(rows, self.buckets)
-            if target > rows:
-                feed = {name: _pad_rows(array, target) for name, array in feed.items()}
-        (probabilities,) = self.session.run([self.output_name], feed)
-        return probabilities[:rows]
+        (probabilities,) = self._run_padded(feed, [self.output_name])
+        return probabilities
 
     def run_scored(
         self, feed: dict[str, np.ndarray], score_output: str
     ) -> tuple[np.ndarray, np.ndarray]:
         """`run`, plus the graph output `score_output` (one value per item)."""
+        probabilities, scores = self._run_padded(feed, [self.output_name, score_output])
+        return probabilities, scores
+
+    def _run_padded(self, feed: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        """The named outputs of one batch, one row per item; on CUDA the batch is padded to
+        its bucket first and the padding rows dropped again."""
         rows = next(iter(feed.values())).shape[0]
         if self.pad_to_buckets:
             target = bucket_for(rows, self.buckets)
             if target > rows:
                 feed = {name: _pad_rows(array, target) for name, array in feed.items()}
-        probabilities, scores = self.session.run([self.output_name, score_output], feed)
-        return probabilities[:rows], scores[:rows]
+        return [output[:rows] for output in self.session.run(outputs, feed)]
 
     def run_all(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch and return every graph output by name (for clients that bring their

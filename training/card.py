@@ -54,6 +54,7 @@ class RunResult:
     extra_files: list[str]
     validation: Evaluation
     test: Evaluation
+    calibration_fitted_on: str = "validation"
 
 
 def card_metrics(
@@ -138,6 +139,7 @@ def build_card(run: RunResult) -> ModelCard:
         preprocessing=preprocessing_with_hashes(task.preprocessing(), run.onnx_path.parent),
         calibration=Calibration(
             temperature=round(run.temperature, ROUNDING),
+            fitted_on=run.calibration_fitted_on,
             ece_test_before=by_name["ece_uncalibrated"],
             ece_test_after=by_name["ece"],
             abstain_threshold=round(run.abstain_threshold, ROUNDING),

@@ -1,7 +1,8 @@
 """`python -m training evaluate <task>`: re-measure a models/ entry with ONNX Runtime and check
 every figure on its card against the measurement: the sha256 of the model and of the tokenizer,
 the split sizes, every metric (accuracy and its interval, ECE before and after calibration,
-abstain coverage, accuracy when answering, validation accuracy, and any other), the calibration's
+abstain coverage, accuracy when answering, validation accuracy, the robustness accuracies of
+training/robustness.py, and any other), the calibration's
 ECEs and the abstain threshold. Prints the confusion matrix and redraws the figures. Exit status
 1 on any disagreement, or when the card has no test metric to check."""
 
@@ -15,10 +16,12 @@ import numpy as np
 from app.card import Metric, ModelCard, TextPreprocessing, latest_version_dir, sha256_of
 from training import calibrate
 from training.card import ROUNDING, card_metrics
-from training.data import DataNotFoundError
+from training.data import DataNotFoundError, Dataset
 from training.figures import write_figures
-from training.measure import format_confusion, measure
+from training.measure import Evaluation, format_confusion, measure
+from training.robustness import robustness_metrics
 from training.tasks import get_task
+from training.tasks.base import Task
 from training.tasks.seed import is_baseline
 
 TOLERANCE = 2 * 10.0**-ROUNDING  # the card keeps 6 decimals; the measurement is deterministic
@@ -60,6 +63,7 @@ def evaluate_entry(name: str, models_dir: Path, data_dir: Path, download: bool =
         card.calibration.temperature,
         card.calibration.abstain_threshold,
     )
+    measured += robustness_metrics(task, onnx_path, dataset.test, card.data.dataset)
     if card.ood is not None:  # the out-of-distribution score's figures too
         from training.ood import remeasure
 
@@ -68,7 +72,9 @@ def evaluate_entry(name: str, models_dir: Path, data_dir: Path, download: bool =
     problems = [
         *split_problems(card, sizes),
         *metric_problems(card.metrics, measured),
-        *calibration_problems(card, measured, validation.probabilities, dataset.val.y),
+        *calibration_problems(
+            card, measured, *calibration_probabilities(task, onnx_path, dataset, validation)
+        ),
     ]
     if problems:
         return report(problems)
@@ -133,6 +139,16 @@ def metric_problems(recorded: list[Metric], measured: list[Metric]) -> Iterator[
                 f"the card records {label} interval {metric.interval_95}, "
                 f"measured {got.interval_95}"
             )
+
+
+def calibration_probabilities(
+    task: Task, onnx_path: Path, dataset: Dataset, validation: Evaluation
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities and labels the abstain threshold was fitted on (Task.calibration_split)."""
+    split = task.calibration_split(dataset.val)
+    if split is dataset.val:
+        return validation.probabilities, dataset.val.y
+    return measure(task, onnx_path, split, validation.confusion.shape[0]).probabilities, split.y
 
 
 def calibration_problems(

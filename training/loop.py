@@ -91,7 +91,8 @@ def train(
             leave=False,
             mininterval=2.0,
         )
-        for x_np, y_np in bar:
+        for step, (x_np, y_np) in enumerate(bar, start=epoch * steps_per_epoch + 1):
+            x_np = task.corrupt(x_np, rng)
             x, y = task.augment(to_tensor(x_np, device), to_tensor(y_np, device))
             logits = model(x)
             loss = loss_fn(logits, y)
@@ -99,6 +100,7 @@ def train(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            task.after_step(model, step, epochs * steps_per_epoch)
             n = len(y_np)
             seen += n
             loss_sum += float(loss.detach()) * n

@@ -241,9 +241,14 @@ def imdb_data(data_dir: Path, seed: int, model_dir: Path) -> OodData:
         encode(ood_sets.last_sentences(val_texts)),
         encode(ood_sets.last_sentences(list(ds.test.x))),
     )
+    data.also_inside["very_short_text"] = (
+        encode(ood_sets.short_sentences(val_texts)),
+        encode(ood_sets.short_sentences(list(ds.test.x))),
+    )
     data.notes.append(
-        "short texts: the last sentence (5-30 words) of each validation / test review, kept "
-        "under the same validation abstain budget as the full reviews"
+        "short texts: the last sentence (5-30 words) of each validation / test review, and "
+        'very short texts: every sentence of 1-4 words in them ("Awful.", "Highly '
+        'recommended."), each kept under the same validation abstain budget as the full reviews'
     )
     data.notes.append(
         "foreign-language sentences come from a small fixed set (8 languages) and their "
@@ -290,7 +295,10 @@ def speech_data(data_dir: Path, seed: int) -> OodData:
 
 
 def token_weight_table(
-    tokenizer: Tokenizer, train: list[np.ndarray], phrases_only: bool = False
+    tokenizer: Tokenizer,
+    train: list[np.ndarray],
+    phrases_only: bool = False,
+    word_weight: float = 0.0,
 ) -> np.ndarray:
     """Per id: the share of training reviews it occurs in (document frequency), 0 for padding.
     English texts, even one-liners, carry common n-grams; gibberish and other languages do not.
@@ -298,7 +306,9 @@ def token_weight_table(
     `phrases_only` keeps the multi-word n-grams, at sqrt(frequency): a foreign sentence shares a
     few words with English reviews ("a", "film", "de") but hardly any two-word phrase. On the
     validation one-liners and the OOD fit sets this flagged 90% of foreign texts against 52–55%
-    for single words, at the same share of one-liners flagged (under 1%).
+    for single words, at the same share of one-liners flagged (under 1%). But a one-word review
+    ("Awful.") has no phrase at all, so `word_weight` > 0 keeps the single words too, at that
+    fraction of their sqrt(frequency) (`ngram_coverage`).
     """
     counts = np.bincount(np.concatenate(train), minlength=tokenizer.vocab_size).astype(np.float64)
     counts[0] = 0
@@ -307,8 +317,16 @@ def token_weight_table(
         phrase = np.zeros(tokenizer.vocab_size, bool)
         for gram, index in tokenizer.vocab.items():
             phrase[index] = " " in gram
-        table = np.sqrt(table) * phrase
+        table = np.sqrt(table) * np.where(phrase, 1.0, word_weight)
     return table
+
+
+# (name, phrases only, weight of single words): see token_weight_table
+COVERAGE_SCORES = (
+    ("token_coverage", False, 0.0),
+    ("phrase_coverage", True, 0.0),
+    ("ngram_coverage", True, 0.1),
+)
 
 
 def candidate_scores(
@@ -343,8 +361,8 @@ def candidate_scores(
             ood_graph.image_stats_np(t[taps.input]), stats
         )
     if data.tokenizer is not None and isinstance(data.train, list):
-        for name, phrases_only in (("token_coverage", False), ("phrase_coverage", True)):
-            table = token_weight_table(data.tokenizer, data.train, phrases_only)
+        for name, phrases_only, word_weight in COVERAGE_SCORES:
+            table = token_weight_table(data.tokenizer, data.train, phrases_only, word_weight)
             params[name] = {"token_weight": table}
             scorers[name] = _coverage_scorer(table, taps.input)
     return params, scorers
@@ -376,6 +394,7 @@ def add_combinations(
             "mahalanobis_l2",
             "token_coverage",
             "phrase_coverage",
+            "ngram_coverage",
             "image_stats",
         )
     ] + [["energy", "mahalanobis", "image_stats"], ["energy", "mahalanobis_l2", "image_stats"]]

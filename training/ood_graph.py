@@ -161,7 +161,7 @@ def _score_nodes(b: _Builder, taps: Taps, method: str, params: dict[str, np.ndar
             raise ValueError("mahalanobis_l2 needs a features tensor")
         unit = b.op("LpNormalization", [taps.features], "unit_features", axis=1, p=2)
         return _mahalanobis_nodes(b, unit, params, "maha_l2")
-    if method in ("token_coverage", "phrase_coverage"):
+    if method in ("token_coverage", "phrase_coverage", "ngram_coverage"):
         return _token_coverage_nodes(b, taps.input, params, method)
     if method == "image_stats":
         return _mahalanobis_nodes(b, _image_stats_nodes(b, taps.input), params, "stats_maha")

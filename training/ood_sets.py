@@ -190,19 +190,42 @@ def shuffled_texts(texts: list[str], rng: np.random.Generator) -> list[str]:
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z]{4}")
 
 
 def last_sentences(texts: list[str], min_words: int = 5, max_words: int = 30) -> list[str]:
     """Each review's last sentence of `min_words`–`max_words` words (reviews without one are
     skipped): the one-line reviews users send, still in distribution."""
+    return [sentence for _, sentence in last_sentence_of_each(texts, min_words, max_words)]
+
+
+def last_sentence_of_each(
+    texts: list[str], min_words: int = 5, max_words: int = 30
+) -> list[tuple[int, str]]:
+    """(index of the review, its last sentence of `min_words`–`max_words` words)."""
     out = []
-    for text in texts:
-        sentences = _SENTENCE_END.split(_HTML_BREAK.sub(" ", text).strip())
-        for sentence in reversed(sentences):
+    for index, text in enumerate(texts):
+        for sentence in reversed(sentences_of(text)):
             if min_words <= len(sentence.split()) <= max_words:
-                out.append(sentence)
+                out.append((index, sentence))
                 break
     return out
+
+
+def short_sentences(texts: list[str], max_words: int = 4) -> list[str]:
+    """Every sentence of 1-`max_words` words in the texts ("Awful.", "Highly recommended."):
+    the shortest reviews users send, still English review text. Splitting leaves initials and
+    abbreviations ("Mr.", "S."), so a sentence needs a word of four letters or more."""
+    return [
+        s
+        for text in texts
+        for s in sentences_of(text)
+        if 1 <= len(s.split()) <= max_words and _WORD.search(s)
+    ]
+
+
+def sentences_of(text: str) -> list[str]:
+    return _SENTENCE_END.split(_HTML_BREAK.sub(" ", text).strip())
 
 
 # -- audio -------------------------------------------------------------------------------------

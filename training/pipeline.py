@@ -17,6 +17,7 @@ from training.export import PARITY_BATCHES, PARITY_TOLERANCE, Calibrated, export
 from training.figures import write_figures
 from training.loop import predict_logits, train
 from training.measure import format_confusion, measure
+from training.robustness import robustness_metrics
 from training.tasks.base import Task
 
 MODEL_FILE = "model.onnx"
@@ -64,8 +65,9 @@ def run_task(
     )
     model = result.model.cpu()
 
-    val_logits = predict_logits(task, model, dataset.val, torch.device("cpu"))
-    temperature = calibrate.fit_temperature(val_logits, dataset.val.y)
+    calibration = task.calibration_split(dataset.val)
+    val_logits = predict_logits(task, model, calibration, torch.device("cpu"))
+    temperature = calibrate.fit_temperature(val_logits, calibration.y)
     calibrated = Calibrated(model, temperature).eval()
 
     out_dir = new_version_dir(out_root, task.name)
@@ -87,7 +89,11 @@ def run_task(
     extra_files = task.write_extra_files(out_dir)
 
     val_eval = measure(task, onnx_path, dataset.val, len(dataset.labels))
-    threshold = calibrate.abstain_threshold(val_eval.probabilities, dataset.val.y)
+    if calibration is not dataset.val:
+        calibrated_on = measure(task, onnx_path, calibration, len(dataset.labels)).probabilities
+    else:
+        calibrated_on = val_eval.probabilities
+    threshold = calibrate.abstain_threshold(calibrated_on, calibration.y)
     test_eval = measure(task, onnx_path, dataset.test, len(dataset.labels))
     card = build_card(
         RunResult(
@@ -103,8 +109,12 @@ def run_task(
             extra_files=extra_files,
             validation=val_eval,
             test=test_eval,
+            calibration_fitted_on=calibration.source
+            if calibration is not dataset.val
+            else "validation",
         )
     )
+    card.metrics.extend(robustness_metrics(task, onnx_path, dataset.test, card.data.dataset))
     low, high = test_eval.interval_95
     print(
         f"{task.name}: test accuracy {test_eval.accuracy:.4f} (95% {low:.4f}-{high:.4f}); "
@@ -112,6 +122,9 @@ def run_task(
         f"at T={temperature:.3f}; parity {worst:.1e}"
     )
     print(format_confusion(test_eval.confusion, dataset.labels))
+    for metric in card.metrics:
+        if metric.name.startswith("accuracy_") and metric.split == "test":
+            print(f"{task.name}: {metric.name} {metric.value:.4f} on {metric.samples}")
     card.save(out_dir)
     write_figures(out_dir, card, test_eval)
     return card

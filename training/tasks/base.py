@@ -47,8 +47,27 @@ class Task:
         """A module mapping the graph input to logits."""
         raise NotImplementedError
 
+    def corrupt(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Training only, before the batch becomes a tensor: what needs numpy or Pillow (a JPEG
+        round trip). Batch-level, on the CPU; `augment` does the rest on the device."""
+        return x
+
     def augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x, y
+
+    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """Called after every optimiser step (1-based `step`), e.g. for weight averaging."""
+
+    def calibration_split(self, val: Split) -> Split:
+        """Where the temperature and the abstain threshold are fitted: the validation split, or
+        more where users send inputs unlike it (imdb adds one-line reviews)."""
+        return val
+
+    def robustness_splits(self, test: Split) -> dict[str, Split]:
+        """Deterministic variants of the test split as users send inputs (JPEG photos, phone
+        audio, one-line reviews); each becomes an `accuracy_<name>` metric on the card
+        (training/robustness.py)."""
+        return {}
 
     def make_optimizer(
         self, model: nn.Module, config: dict[str, Any], steps: int

@@ -1,5 +1,9 @@
-"""Handwritten digits: a small batch-normalised CNN with light affine augmentation
-(rotation, scale, shift), trained on MNIST-format 28x28 images (white digit on black)."""
+"""Handwritten digits: a small batch-normalised CNN trained on MNIST-format 28x28 images (white
+digit on black) with affine augmentation (rotation, scale, shift, shear for tilted paper) and what
+a photo leaves after the server's `centre_digit`: thinner and thicker strokes (pens), patchy
+strokes (pencil) and a faint ramp of background (a shadow). The card reports accuracy on the
+test digits drawn as thin-pen, thick-pen, pencil, shadowed and tilted photos and prepared by the
+server's own code (training/robustness.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.card import BATCH, ImagePreprocessing
-from training.data import Dataset, mnist
+from training import robustness
+from training.data import Dataset, Split, mnist
 from training.tasks.base import Task
 
 MEAN, STD = 0.1307, 0.3081
@@ -64,6 +69,10 @@ class MnistTask(Task):
         "scale": [0.9, 1.1],
         "shift_px": 2,
         "warmup": 0.15,
+        "shear": 0.25,
+        "pen_p": 0.3,
+        "pencil_p": 0.15,
+        "shadow_p": 0.1,
     }
 
     def load_data(self, data_dir: Path, download: bool, seed: int) -> Dataset:
@@ -82,13 +91,52 @@ class MnistTask(Task):
         lo, hi = cfg["scale"]
         scale = lo + torch.rand(b, device=x.device) * (hi - lo)
         shift = (torch.rand(b, 2, device=x.device) * 2 - 1) * cfg["shift_px"] * 2 / x.shape[-1]
+        shear = (torch.rand(b, device=x.device) * 2 - 1) * cfg["shear"]
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack(
-            [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+            [
+                torch.stack([cos, -sin + shear * cos, shift[:, 0]], 1),
+                torch.stack([sin, cos + shear * sin, shift[:, 1]], 1),
+            ],
+            1,
         )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+        x = self._pens(x)
         return x.contiguous(memory_format=torch.channels_last), y
+
+    def _pens(self, x: torch.Tensor) -> torch.Tensor:
+        """Stroke width, pencil grain and shadow residue, each on its own share of the batch."""
+        cfg, b, device = self.config, x.shape[0], x.device
+
+        def chosen(p: float) -> torch.Tensor:
+            return (torch.rand(b, 1, 1, 1, device=device) < p).float()
+
+        thick = F.max_pool2d(x, 3, 1, 1)
+        thin = -F.max_pool2d(-x, 2, 1, 0)
+        thin = F.pad(thin, (0, 1, 0, 1))
+        amount = torch.rand(b, 1, 1, 1, device=device)
+        pen = chosen(cfg["pen_p"])
+        widened = torch.where(
+            amount < 0.5, x + 2 * amount * (thick - x), x + (2 * amount - 1) * (thin - x)
+        )
+        x = x + pen * (widened - x)
+        grain = 1 - 0.6 * torch.rand_like(x)
+        x = x + chosen(cfg["pencil_p"]) * (x * grain - x)
+        angle = torch.rand(b, 1, 1, 1, device=device) * 2 * math.pi
+        ramp = torch.linspace(-1, 1, x.shape[-1], device=device)
+        shade = (
+            torch.cos(angle) * ramp[None, None, None, :]
+            + torch.sin(angle) * ramp[None, None, :, None]
+        )
+        residue = shade.clamp_min(0) * 0.3 * torch.rand(b, 1, 1, 1, device=device)
+        x = torch.maximum(x, chosen(cfg["shadow_p"]) * residue)
+        return x.clamp(0, 1)
+
+    def robustness_splits(self, test: Split) -> dict[str, Split]:
+        return {
+            style: robustness.digit_photo_split(test, style) for style in robustness.DIGIT_STYLES
+        }
 
     def preprocessing(self) -> ImagePreprocessing:
         return ImagePreprocessing(height=28, width=28, channels=1, digit_centering=True)

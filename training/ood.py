@@ -530,7 +530,9 @@ def build(
     )
     new_card = card.model_copy(
         update={
-            "version": _next_major(card.version),
+            "version": f"{out_dir.name}.0.0"
+            if out_dir.name.isdigit()
+            else _next_major(card.version),
             "onnx_sha256": sha256_of(onnx_path),
             "outputs": [
                 card.outputs[0],

@@ -116,6 +116,49 @@ def test_gibberish_and_foreign_text_abstain(http: httpx.Client) -> None:
     assert all(a["reason"] for a in answers if a["abstain"])
 
 
+# Plainly positive / negative one-liners, as users type them. A lone positive adjective
+# ("Wonderful.") is weak evidence to this model, because IMDB's negative reviews use those words
+# too ("not wonderful"), so it is not in this list: it answers with its label but abstains for
+# low confidence (test below), and the issue 13 note reports it.
+POSITIVE_ONE_LINERS = [
+    "I loved it.",
+    "Loved it!",
+    "A moving, beautifully acted film.",
+    "Great film!",
+    "Brilliant, I loved every minute.",
+    "One of the best movies of the year.",
+    "A must see, highly recommended.",
+]
+NEGATIVE_ONE_LINERS = [
+    "Awful.",
+    "Terrible movie.",
+    "Awful acting.",
+    "Boring and way too long.",
+    "What a waste of time.",
+    "The worst film I have ever seen.",
+    "Terrible acting and a boring plot.",
+    "Not worth watching.",
+]
+
+
+def test_plain_one_liners_are_answered_with_the_right_label(http: httpx.Client) -> None:
+    texts = POSITIVE_ONE_LINERS + NEGATIVE_ONE_LINERS
+    answers = ask_texts(http, texts)
+    expected = ["positive"] * len(POSITIVE_ONE_LINERS) + ["negative"] * len(NEGATIVE_ONE_LINERS)
+    got = [
+        (t, a["label"], a["probability"], a["reason"]) for t, a in zip(texts, answers, strict=True)
+    ]
+    assert [a["label"] for a in answers] == expected, got
+    assert not [g for g, a in zip(got, answers, strict=True) if a["abstain"]], got
+
+
+def test_a_lone_adjective_keeps_its_label_when_not_sure(http: httpx.Client) -> None:
+    (answer,) = ask_texts(http, ["Wonderful."])
+    assert answer["label"] == "positive"
+    if answer["abstain"]:
+        assert answer["reason"] == "low_confidence"
+
+
 @pytest.mark.data
 def test_mnist_test_digits_are_answered(http: httpx.Client) -> None:
     images = needs_data(DATA_DIR / "mnist" / "t10k-images-idx3-ubyte.gz")

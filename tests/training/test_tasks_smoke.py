@@ -14,9 +14,16 @@ import pytest
 
 from app.card import ModelCard, latest_version_dir, sha256_of
 from training.pipeline import run_task
+from training.robustness import DIGIT_STYLES
 from training.tasks import TASK_NAMES, get_task
 
 LIMITS = {"mnist": 256, "cifar10": 128, "imdb": 256, "speech": 160}
+ROBUSTNESS = {
+    "mnist": {f"accuracy_{style}" for style in DIGIT_STYLES},
+    "cifar10": {"accuracy_jpeg_q75", "accuracy_enlarged_jpeg"},
+    "imdb": {"accuracy_short_text"},
+    "speech": {"accuracy_phone_8khz", "accuracy_reverb"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +62,25 @@ def test_task_writes_a_valid_card_and_dynamic_onnx(trained: dict[str, Path], nam
     assert (model_dir / "confusion_matrix.png").stat().st_size > 1000
     assert (model_dir / "training_curves.png").stat().st_size > 1000
     assert len(card.training.history) == 1
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_card_carries_the_robustness_metrics(trained: dict[str, Path], name: str) -> None:
+    card = ModelCard.load(trained[name])
+    found = {m.name: m for m in card.metrics if m.name in ROBUSTNESS[name]}
+    assert set(found) == ROBUSTNESS[name]
+    for metric in found.values():
+        assert metric.split == "test" and 0 <= metric.value <= 1
+        assert metric.interval_95 is not None
+        assert metric.interval_95[0] <= metric.value <= metric.interval_95[1]
+        assert metric.dataset.endswith(f"({metric.name.removeprefix('accuracy_')})")
+    if name == "imdb":  # one-liners of the test reviews: fewer than the reviews
+        assert 0 < found["accuracy_short_text"].samples <= LIMITS[name]
+        assert "one-line" in card.calibration.fitted_on or "last sentence" in (
+            card.calibration.fitted_on
+        )
+    else:
+        assert all(m.samples == LIMITS[name] for m in found.values())
 
 
 def test_exported_models_run_at_odd_batch_sizes_and_lengths(trained: dict[str, Path]) -> None:

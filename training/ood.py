@@ -365,7 +365,42 @@ def candidate_scores(
             table = token_weight_table(data.tokenizer, data.train, phrases_only, word_weight)
             params[name] = {"token_weight": table}
             scorers[name] = _coverage_scorer(table, taps.input)
+        words, phrases = phrase_deficit_tables(data.tokenizer, data.train)
+        params["phrase_deficit"] = {"word_weight": words, "phrase_weight": phrases}
+        scorers["phrase_deficit"] = _deficit_scorer(words, phrases, taps.input)
     return params, scorers
+
+
+PHRASE_DEFICIT_SCALE = 10.0
+
+
+def phrase_deficit_tables(
+    tokenizer: Tokenizer, train: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tables for log(1 + known words) − log(1 + 10 · Σ sqrt(frequency) of known phrases): many
+    known words but none of the phrases English joins them with is another language ("Der Film
+    war viel zu lang": film, war, zu, lang, no phrase), while a one-word review ("Awful.") has
+    one known word and scores low. On the imdb fit sets (one- to four-word sentences of the
+    reviews held to the 1% budget) it flagged 74-77% of foreign texts where phrase and word
+    coverage flagged under 1%; scales 1 and 3 flagged 21-59%."""
+    frequency = token_weight_table(tokenizer, train)
+    phrase = np.zeros(tokenizer.vocab_size, bool)
+    for gram, index in tokenizer.vocab.items():
+        phrase[index] = " " in gram
+    words = np.where(phrase, 0.0, 1.0)
+    words[0] = 0.0  # padding
+    return words, PHRASE_DEFICIT_SCALE * np.sqrt(frequency) * phrase
+
+
+def _deficit_scorer(
+    words: np.ndarray, phrases: np.ndarray, input_name: str
+) -> Callable[[dict], np.ndarray]:
+    def deficit(t: dict) -> np.ndarray:
+        return np.array(
+            [np.log1p(words[ids].sum()) - np.log1p(phrases[ids].sum()) for ids in t[input_name]]
+        )
+
+    return deficit
 
 
 def _coverage_scorer(table: np.ndarray, input_name: str) -> Callable[[dict], np.ndarray]:
@@ -395,9 +430,15 @@ def add_combinations(
             "token_coverage",
             "phrase_coverage",
             "ngram_coverage",
+            "phrase_deficit",
             "image_stats",
         )
-    ] + [["energy", "mahalanobis", "image_stats"], ["energy", "mahalanobis_l2", "image_stats"]]
+    ] + [
+        ["energy", "mahalanobis", "image_stats"],
+        ["energy", "mahalanobis_l2", "image_stats"],
+        ["ngram_coverage", "phrase_deficit"],
+        ["phrase_coverage", "phrase_deficit"],
+    ]
     for parts in combos:
         if all(p in singles for p in parts):
             name = "+".join(parts)

@@ -163,6 +163,8 @@ def _score_nodes(b: _Builder, taps: Taps, method: str, params: dict[str, np.ndar
         return _mahalanobis_nodes(b, unit, params, "maha_l2")
     if method in ("token_coverage", "phrase_coverage", "ngram_coverage"):
         return _token_coverage_nodes(b, taps.input, params, method)
+    if method == "phrase_deficit":
+        return _phrase_deficit_nodes(b, taps.input, params)
     if method == "image_stats":
         return _mahalanobis_nodes(b, _image_stats_nodes(b, taps.input), params, "stats_maha")
     raise ValueError(f"unknown OOD score {method!r}")
@@ -239,6 +241,19 @@ def _token_coverage_nodes(
     one = b.const(f"{prefix}_one", np.float32(1.0))
     log_mass = b.op("Log", [b.op("Add", [mass, one], f"{prefix}_mass1")], f"{prefix}_log")
     return b.op("Neg", [log_mass], f"{prefix}_neg_log_mass")
+
+
+def _phrase_deficit_nodes(b: _Builder, ids: str, params: dict[str, np.ndarray]) -> str:
+    """log(1 + Σ word_weight[id]) − log(1 + Σ phrase_weight[id]) (training/ood.py)."""
+    one = b.const("deficit_one", np.float32(1.0))
+    logs = []
+    for part in ("word", "phrase"):
+        table = b.const(f"deficit_{part}_weight", params[f"{part}_weight"].astype(np.float32))
+        weights = b.op("Gather", [table, ids], f"deficit_{part}_weights", axis=0)
+        mass = b.reduce("ReduceSum", weights, f"deficit_{part}_mass")
+        mass1 = b.op("Add", [mass, one], f"deficit_{part}_mass1")
+        logs.append(b.op("Log", [mass1], f"deficit_{part}_log"))
+    return b.op("Sub", logs, "deficit")
 
 
 # -- the same scores in numpy, to choose among them ---------------------------------------------

@@ -17,7 +17,14 @@ from serving_harness import running_server, settings_for
 
 from app.card import ModelCard, sha256_of
 from training import ood_graph, ood_sets
-from training.ood import OodData, auroc, build, fit_threshold, token_weight_table
+from training.ood import (
+    OodData,
+    auroc,
+    build,
+    fit_threshold,
+    phrase_deficit_tables,
+    token_weight_table,
+)
 
 SIZE = 8
 CLASSES = 10
@@ -250,3 +257,26 @@ def test_coverage_scores_in_the_graph_match_numpy(tmp_path: Path, phrases_only: 
     got = session.run(["ood_score"], {"token_ids": padded})[0]
     expected = -np.log1p(np.array([table[i].sum() for i in ids]))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_phrase_deficit_in_the_graph_matches_numpy(tmp_path: Path) -> None:
+    built = text_model(tmp_path / "models", "reviews")
+    tokenizer = built.tokenizer
+    assert tokenizer is not None
+    train = [tokenizer.encode(t) for t in DEFAULT_CORPUS]
+    words, phrases = phrase_deficit_tables(tokenizer, train)
+    assert words[0] == 0 and phrases[0] == 0  # padding counts for nothing
+    assert ((words > 0) & (phrases > 0)).sum() == 0  # a word or a phrase, never both
+    model = onnx.load(str(built.onnx_path))
+    params = {"phrase_deficit": {"word_weight": words, "phrase_weight": phrases}}
+    scored = ood_graph.add_score(model, ood_graph.find_taps(model), "phrase_deficit", params)
+    session = ort.InferenceSession(scored.SerializeToString(), providers=["CPUExecutionProvider"])
+    texts = [*DEFAULT_CORPUS, "zzkq blorf", "a wonderful great film", "film"]
+    ids = [tokenizer.encode(t) for t in texts]
+    padded = np.zeros((len(ids), max(1, *(len(i) for i in ids))), np.int64)
+    for row, item in enumerate(ids):
+        padded[row, : len(item)] = item
+    got = session.run(["ood_score"], {"token_ids": padded})[0]
+    expected = [np.log1p(words[i].sum()) - np.log1p(phrases[i].sum()) for i in ids]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert got[len(DEFAULT_CORPUS)] == 0  # no known word, no known phrase: log 1 - log 1

@@ -61,7 +61,7 @@ def mnist_like_digits(n: int) -> np.ndarray:
 
 @pytest.mark.parametrize("style", robustness.DIGIT_STYLES)
 def test_digit_photos_are_dark_ink_on_paper_and_come_back_as_mnist(style: str) -> None:
-    digits = mnist_like_digits(3)
+    digits = mnist_like_digits(11)  # every 5th is photographed: 3 of them
     photo = robustness.digit_photo(
         np.rint(digits[0, 0] * 255).astype(np.uint8), style, np.random.default_rng(0)
     )
@@ -69,7 +69,7 @@ def test_digit_photos_are_dark_ink_on_paper_and_come_back_as_mnist(style: str) -
     assert photo.mode == "L" and photo.size == (robustness.PAGE, robustness.PAGE)
     assert np.median(pixels) > 150  # light paper
     assert pixels.min() < np.median(pixels) - 60  # darker ink
-    split = robustness.digit_photo_split(Split(digits, np.zeros(3, np.int64), "rings"), style)
+    split = robustness.digit_photo_split(Split(digits, np.zeros(11, np.int64), "rings"), style)
     assert split.x.shape == (3, 1, 28, 28) and split.x.dtype == np.float32
     assert np.array_equal(
         split.x, robustness.digit_photo_split(Split(digits, split.y, ""), style).x

@@ -79,6 +79,8 @@ def test_card_carries_the_robustness_metrics(trained: dict[str, Path], name: str
         assert "one-line" in card.calibration.fitted_on or "last sentence" in (
             card.calibration.fitted_on
         )
+    elif name == "mnist":  # digit photos: every 5th test digit
+        assert all(m.samples == len(range(0, LIMITS[name], 5)) for m in found.values())
     else:
         assert all(m.samples == LIMITS[name] for m in found.values())
 

@@ -187,7 +187,8 @@ DIGIT_PHOTO_EVERY = 5  # every 5th test digit: 2,000 of MNIST's 10,000 per style
 def digit_photo_split(test: Split, style: str, seed: int = 0) -> Split:
     """Every DIGIT_PHOTO_EVERY-th test digit photographed in one style, prepared by the
     server's `centre_digit`. A fifth of the digits keeps `evaluate` to about a minute for the
-    five styles on a 2-core CI machine (all 10,000 took over five with training running beside it); the interval says the rest."""
+    five styles on a 2-core machine (all 10,000 took over five minutes with training beside
+    it); the interval says what the smaller sample costs."""
     from app.pipelines.digits import centre_digit
 
     rng = np.random.default_rng([seed, DIGIT_STYLES.index(style)])

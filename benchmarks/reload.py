@@ -1,12 +1,12 @@
 """`python -m benchmarks reload`: a model reloaded under load, as a client sees it.
 
-The service (SMS_MODEL_CONTROL=explicit, pinned to the server core) starts with mnist version 1
-of the committed repository; 32 clients (the project's load generator, closed loop, from the
-client core) send the MNIST request without pause. Three back-to-back windows: before, during
-(version 2 is copied in and `POST /v2/repository/models/mnist/load` is sent half a second into
-it: build and warm-up while version 1 serves, the switch, version 1 draining) and after. Each
-window counts every answer that is not a 200 and reports req/s and p50/p99. Results in
-results/reload.json.
+The service (SMS_MODEL_CONTROL=explicit, pinned to the server core) starts with the older of the
+two newest committed mnist versions, as version 1; 32 clients (the project's load generator,
+closed loop, from the client core) send the MNIST request without pause. Three back-to-back
+windows: before, during (the newer one is copied in as version 2 and
+`POST /v2/repository/models/mnist/load` is sent half a second into it: build and warm-up while
+version 1 serves, the switch, version 1 draining) and after. Each window counts every answer
+that is not a 200 and reports req/s and p50/p99. Results in results/reload.json.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.card import version_dirs
 from benchmarks import loadgen
 from benchmarks.payloads import load_payloads
 from benchmarks.run import log, pin_load_generator, write_json
@@ -36,7 +37,7 @@ def _load_request(port: int) -> bytes:
 
 
 async def _windows(
-    port: int, request: bytes, repo: Path, source: Path, clients: int, seconds: float
+    port: int, request: bytes, repo: Path, newer: Path, clients: int, seconds: float
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     out["before"] = await loadgen.closed_loop(HOST, port, request, clients, seconds, 1.0)
@@ -44,7 +45,7 @@ async def _windows(
 
     async def reload() -> None:
         await asyncio.sleep(0.5)
-        await asyncio.to_thread(shutil.copytree, source / "2", repo / ENDPOINT / "2")
+        await asyncio.to_thread(shutil.copytree, newer, repo / ENDPOINT / "2")
         started = time.monotonic()
         status, body = await loadgen.request_once(HOST, port, _load_request(port))
         swap.update(status=status, seconds=round(time.monotonic() - started, 3))
@@ -64,7 +65,7 @@ def run_reload(
     *, models_dir: Path, datasets: Path, results_dir: Path, clients: int = 32, seconds: float = 4
 ) -> dict[str, Any]:
     server_core, _ = pin_load_generator()
-    source = models_dir / ENDPOINT
+    older, newer = (path for _, path in sorted(version_dirs(models_dir / ENDPOINT).items())[-2:])
     payload = load_payloads(datasets, (ENDPOINT,))[ENDPOINT]
     workdir = Path(tempfile.mkdtemp(prefix="sms-reload-"))
     results: dict[str, Any] = {
@@ -74,7 +75,7 @@ def run_reload(
     }
     try:
         (workdir / ENDPOINT).mkdir()
-        shutil.copytree(source / "1", workdir / ENDPOINT / "1")
+        shutil.copytree(older, workdir / ENDPOINT / "1")
         env = {"SMS_MODELS_DIR": str(workdir), "SMS_MODEL_CONTROL": "explicit"}
         server = Server(env, server_core)
         log(f"reload: {server.command_line()}")
@@ -82,7 +83,7 @@ def run_reload(
         try:
             request = payload.request_bytes("predict", HOST, server.port)
             windows = loadgen.run(
-                lambda: _windows(server.port, request, workdir, source, clients, seconds)
+                lambda: _windows(server.port, request, workdir, newer, clients, seconds)
             )
             status, body = server.get(f"/models/{ENDPOINT}")
             results["served_after"] = json.loads(body).get("version") if status == 200 else None

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from app.card import ModelCard
 from app.tokenizer import PAD_ID, Tokenizer
-from training.data import Dataset, speech
+from training.data import Dataset, Split, speech
 from training.tasks.base import Task
 from training.tasks.cifar10 import Cifar10Task
 from training.tasks.imdb import ImdbTask
@@ -41,8 +42,22 @@ class SeedRecipe(Task):
     def loss_fn(self, config: dict[str, Any]) -> nn.Module:
         return nn.CrossEntropyLoss()
 
+    def corrupt(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return x
+
     def augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x, y
+
+    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """No weight averaging: the tutorials have none."""
+
+    def calibration_split(self, val: Split) -> Split:
+        return val
+
+    def robustness_splits(self, test: Split) -> dict[str, Split]:
+        """The baseline's card keeps the tutorial's figures; the default's card carries the
+        robustness metrics, where they compare versions."""
+        return {}
 
 
 class KerasMnistNet(nn.Module):

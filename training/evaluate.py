@@ -16,12 +16,11 @@ import numpy as np
 from app.card import Metric, ModelCard, TextPreprocessing, latest_version_dir, sha256_of
 from training import calibrate
 from training.card import ROUNDING, card_metrics
-from training.data import DataNotFoundError, Dataset
+from training.data import DataNotFoundError
 from training.figures import write_figures
-from training.measure import Evaluation, format_confusion, measure
+from training.measure import calibration_probabilities, format_confusion, measure
 from training.robustness import robustness_metrics
 from training.tasks import get_task
-from training.tasks.base import Task
 from training.tasks.seed import is_baseline
 
 TOLERANCE = 2 * 10.0**-ROUNDING  # the card keeps 6 decimals; the measurement is deterministic
@@ -73,7 +72,7 @@ def evaluate_entry(name: str, models_dir: Path, data_dir: Path, download: bool =
         *split_problems(card, sizes),
         *metric_problems(card.metrics, measured),
         *calibration_problems(
-            card, measured, *calibration_probabilities(task, onnx_path, dataset, validation)
+            card, measured, *calibration_probabilities(task, onnx_path, dataset.val, validation)
         ),
     ]
     if problems:
@@ -139,16 +138,6 @@ def metric_problems(recorded: list[Metric], measured: list[Metric]) -> Iterator[
                 f"the card records {label} interval {metric.interval_95}, "
                 f"measured {got.interval_95}"
             )
-
-
-def calibration_probabilities(
-    task: Task, onnx_path: Path, dataset: Dataset, validation: Evaluation
-) -> tuple[np.ndarray, np.ndarray]:
-    """The probabilities and labels the abstain threshold was fitted on (Task.calibration_split)."""
-    split = task.calibration_split(dataset.val)
-    if split is dataset.val:
-        return validation.probabilities, dataset.val.y
-    return measure(task, onnx_path, split, validation.confusion.shape[0]).probabilities, split.y
 
 
 def calibration_problems(

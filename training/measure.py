@@ -74,3 +74,14 @@ def format_confusion(confusion: np.ndarray, labels: list[str]) -> str:
     return "\n".join(
         [f"rows: true label, columns: predicted ({confusion.sum()} samples)", head, *rows]
     )
+
+
+def calibration_probabilities(
+    task: Task, model_path: Path, val: Split, validation: Evaluation
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities and labels the abstain threshold is fitted on (`Task.calibration_split`):
+    the validation measurement itself, or the task's larger split measured here."""
+    split = task.calibration_split(val)
+    if split is val:
+        return validation.probabilities, val.y
+    return measure(task, model_path, split, validation.confusion.shape[0]).probabilities, split.y

@@ -16,7 +16,7 @@ from training.card import RunResult, build_card
 from training.export import PARITY_BATCHES, PARITY_TOLERANCE, Calibrated, export_onnx, parity
 from training.figures import write_figures
 from training.loop import predict_logits, train
-from training.measure import format_confusion, measure
+from training.measure import calibration_probabilities, format_confusion, measure
 from training.robustness import robustness_metrics
 from training.tasks.base import Task
 
@@ -89,11 +89,9 @@ def run_task(
     extra_files = task.write_extra_files(out_dir)
 
     val_eval = measure(task, onnx_path, dataset.val, len(dataset.labels))
-    if calibration is not dataset.val:
-        calibrated_on = measure(task, onnx_path, calibration, len(dataset.labels)).probabilities
-    else:
-        calibrated_on = val_eval.probabilities
-    threshold = calibrate.abstain_threshold(calibrated_on, calibration.y)
+    threshold = calibrate.abstain_threshold(
+        *calibration_probabilities(task, onnx_path, dataset.val, val_eval)
+    )
     test_eval = measure(task, onnx_path, dataset.test, len(dataset.labels))
     card = build_card(
         RunResult(

@@ -62,7 +62,9 @@ def evaluate_entry(name: str, models_dir: Path, data_dir: Path, download: bool =
         card.calibration.temperature,
         card.calibration.abstain_threshold,
     )
-    measured += robustness_metrics(task, onnx_path, dataset.test, card.data.dataset)
+    measured += robustness_metrics(
+        task, onnx_path, dataset.test, card.data.dataset, len(card.labels)
+    )
     if card.ood is not None:  # the out-of-distribution score's figures too
         from training.ood import remeasure
 

@@ -314,11 +314,16 @@ def token_weight_table(
     counts[0] = 0
     table = counts / len(train)
     if phrases_only:
-        phrase = np.zeros(tokenizer.vocab_size, bool)
-        for gram, index in tokenizer.vocab.items():
-            phrase[index] = " " in gram
-        table = np.sqrt(table) * np.where(phrase, 1.0, word_weight)
+        table = np.sqrt(table) * np.where(phrase_ids(tokenizer), 1.0, word_weight)
     return table
+
+
+def phrase_ids(tokenizer: Tokenizer) -> np.ndarray:
+    """Per id: True where the n-gram has more than one word."""
+    phrase = np.zeros(tokenizer.vocab_size, bool)
+    for gram, index in tokenizer.vocab.items():
+        phrase[index] = " " in gram
+    return phrase
 
 
 # (name, phrases only, weight of single words): see token_weight_table
@@ -384,9 +389,7 @@ def phrase_deficit_tables(
     reviews held to the 1% budget) it flagged 74-77% of foreign texts where phrase and word
     coverage flagged under 1%; scales 1 and 3 flagged 21-59%."""
     frequency = token_weight_table(tokenizer, train)
-    phrase = np.zeros(tokenizer.vocab_size, bool)
-    for gram, index in tokenizer.vocab.items():
-        phrase[index] = " " in gram
+    phrase = phrase_ids(tokenizer)
     words = np.where(phrase, 0.0, 1.0)
     words[0] = 0.0  # padding
     return words, PHRASE_DEFICIT_SCALE * np.sqrt(frequency) * phrase

@@ -112,7 +112,9 @@ def run_task(
             else "validation",
         )
     )
-    card.metrics.extend(robustness_metrics(task, onnx_path, dataset.test, card.data.dataset))
+    card.metrics.extend(
+        robustness_metrics(task, onnx_path, dataset.test, card.data.dataset, len(dataset.labels))
+    )
     low, high = test_eval.interval_95
     print(
         f"{task.name}: test accuracy {test_eval.accuracy:.4f} (95% {low:.4f}-{high:.4f}); "

@@ -14,7 +14,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageFilter
 
 from app.card import Metric
 from training.card import ROUNDING
@@ -25,11 +25,13 @@ from training.tasks.base import Task
 SAMPLE_RATE = 16000
 
 
-def robustness_metrics(task: Task, onnx_path: Path, test: Split, dataset: str) -> list[Metric]:
+def robustness_metrics(
+    task: Task, onnx_path: Path, test: Split, dataset: str, num_classes: int
+) -> list[Metric]:
     """One test metric per variant of the test split that the task defines."""
     out = []
     for variant, split in task.robustness_splits(test).items():
-        result = measure(task, onnx_path, split, int(max(test.y)) + 1)
+        result = measure(task, onnx_path, split, num_classes)
         low, high = result.interval_95
         out.append(
             Metric(
@@ -65,9 +67,11 @@ def jpeg(image: Image.Image, quality: int) -> Image.Image:
     return Image.open(buffer).convert(image.mode)
 
 
-def server_fit(image: Image.Image, size: int) -> Image.Image:
-    """What app/pipelines/image.py `fit_image` does to an upload of another size."""
-    return ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
+def server_fit(image: Image.Image, size: int) -> np.ndarray:
+    """An upload of another size as the server fits it (app/pipelines/image.py), float CHW."""
+    from app.pipelines.image import fit_image
+
+    return fit_image(image, image.mode, size, size).astype(np.float32) / 255.0
 
 
 def photo_variant(chw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -84,9 +88,7 @@ def photo_variant(chw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         image = image.resize((side, side), filters[int(rng.integers(len(filters)))])
     if compress:
         image = jpeg(image, int(rng.integers(30, 96)))
-    if image.size[0] != size:
-        image = server_fit(image, size)
-    return _from_image(image)
+    return server_fit(image, size) if image.size[0] != size else _from_image(image)
 
 
 def photo_augment(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
@@ -111,7 +113,7 @@ def enlarged_photo_split(test: Split, factor: int = 4, quality: int = 85) -> Spl
 
     def one(chw: np.ndarray) -> np.ndarray:
         big = _to_image(chw).resize((size * factor, size * factor), Image.Resampling.BICUBIC)
-        return _from_image(server_fit(jpeg(big, quality), size))
+        return server_fit(jpeg(big, quality), size)
 
     x = np.stack([one(chw) for chw in test.x])
     return Split(

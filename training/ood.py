@@ -685,6 +685,20 @@ def remeasure(card: ModelCard, model_dir: Path, data_dir: Path) -> list[Metric]:
     return metrics
 
 
+def flagged_shares(card: ModelCard, onnx_path: Path, data: OodData) -> dict[str, tuple[float, int]]:
+    """Share past the card's threshold, by `onnx_path`'s own score: on the test split and on
+    each OOD report set. For the int8 copy, whose score is what the server acts on."""
+    ood = card.ood
+    assert ood is not None
+    session = session_for(onnx.load(onnx_path))
+    shares = {}
+    for name, inputs in {"test": data.test, **data.report}.items():
+        scores = run(session, inputs)[ood.output].astype(np.float64)
+        past = scores > ood.threshold if ood.higher_is_ood else scores < ood.threshold
+        shares[name] = (float(past.mean()), len(past))
+    return shares
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training ood", description=__doc__)
     parser.add_argument("task", choices=["mnist", "cifar10", "imdb", "speech"])

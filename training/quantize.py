@@ -8,7 +8,10 @@ entry; the server chooses between the two files from it (`ModelCard.serving_onnx
 Only the matrix products (Conv, MatMul, Gemm) are quantised: they are the compute. The final
 temperature Mul + Softmax stay fp32 (they make the probabilities the card's calibration is about),
 and per task the nodes that lose accuracy when quantised are left out (see `EXCLUDE`) and the
-ops worth quantising besides are added (see `EXTRA_OPS`).
+ops worth quantising besides are added (see `EXTRA_OPS`). The out-of-distribution score's branch
+stays fp32 and reads fp32 features (`read_fp32_activations`); the card's int8 entry gives the
+share the int8 copy flags on the test split and on each OOD report set, since the server acts on
+that copy's score.
 """
 
 from __future__ import annotations
@@ -87,8 +90,58 @@ def sample(split: Split, n: int, seed: int = 0) -> Split:
 
 
 def excluded_nodes(model_path: Path, prefixes: list[str]) -> list[str]:
+    """The nodes named by `prefixes`, and the out-of-distribution score's branch
+    (training/ood_graph.py): every node the probabilities do not depend on. Its table lookups
+    (Gather) stay quantised: an int8 table's range is the table's own."""
     model = onnx.load(str(model_path))
-    return [n.name for n in model.graph.node if any(n.name.startswith(p) for p in prefixes)]
+    branch = _score_branch(model)
+    return [
+        node.name
+        for i, node in enumerate(model.graph.node)
+        if node.name
+        and (
+            any(node.name.startswith(p) for p in prefixes)
+            or (i in branch and node.op_type != "Gather")
+        )
+    ]
+
+
+def _score_branch(model: onnx.ModelProto) -> set[int]:
+    """Indexes of the nodes the first output (the probabilities) does not depend on."""
+    producer = {out: i for i, node in enumerate(model.graph.node) for out in node.output}
+    needed: set[int] = set()
+    todo = [model.graph.output[0].name]
+    while todo:
+        index = producer.get(todo.pop())
+        if index is not None and index not in needed:
+            needed.add(index)
+            todo.extend(model.graph.node[index].input)
+    return set(range(len(model.graph.node))) - needed
+
+
+def read_fp32_activations(path: Path) -> int:
+    """Point the score branch of a QDQ graph at the fp32 tensors. The quantiser gives every
+    consumer of a quantised tensor its DequantizeLinear(QuantizeLinear(x)), excluded nodes too,
+    and that pair clips x to the range seen in calibration: on in-distribution data, so it
+    flattens exactly the large features that flag an unfamiliar input (cifar10 version 3, int8:
+    uniform noise flagged 84% instead of the fp32 graph's 100%). Returns the inputs rewired."""
+    model = onnx.load(str(path))
+    producer = {out: node for node in model.graph.node for out in node.output}
+    rewired = 0
+    for index in _score_branch(model):
+        node = model.graph.node[index]
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":  # an activation, not a weight
+                node.input[k] = q.input[0]
+                rewired += 1
+    if rewired:
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+    return rewired
 
 
 def quantize_file(
@@ -122,6 +175,7 @@ def quantize_file(
             nodes_to_exclude=excluded,
             calibrate_method=CalibrationMethod.MinMax,
         )
+    read_fp32_activations(out_path)
     return excluded
 
 
@@ -258,8 +312,33 @@ def quantize_model(
         onnxruntime=ort.__version__,
         machine=machine(),
     )
+    if card.ood is not None:
+        variant.metrics.extend(ood_metrics(card, model_dir, data_dir, out_path))
     card.model_copy(update={"int8": variant}).save(model_dir)
     return variant
+
+
+def ood_metrics(card: ModelCard, model_dir: Path, data_dir: Path, int8_path: Path) -> list[Metric]:
+    """The served int8 file's out-of-distribution figures, beside the card's fp32 ones: the
+    share of the test split flagged (`ood_abstain_rate`) and of each OOD report set
+    (`ood_flagged_<kind>`)."""
+    from training.ood import flagged_shares, load_task_data
+
+    data = load_task_data(card.name, data_dir, int(card.training.seed), model_dir)
+    metrics = []
+    for name, (share, samples) in flagged_shares(card, int8_path, data).items():
+        test = name == "test"
+        metrics.append(
+            Metric(
+                name="ood_abstain_rate" if test else f"ood_flagged_{name}",
+                value=round(share, 6),
+                dataset=card.data.dataset if test else f"OOD report set: {name}",
+                split="test",
+                samples=samples,
+            )
+        )
+        print(f"  int8 OOD score: {metrics[-1].name} {share:.4f} of {samples}")
+    return metrics
 
 
 def machine() -> str:

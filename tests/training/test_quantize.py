@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from model_factory import mnist_cnn
+from model_factory import image_model, mnist_cnn
 
 from app.card import ModelCard, latest_version_dir, sha256_of
+from training import ood_graph
 from training.__main__ import main as training_main
 from training.pipeline import run_task
 from training.quantize import INT8_FILE, CalibrationDataReader, quantize_file, session
@@ -93,3 +94,67 @@ def _quiet_onnxruntime() -> None:
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)
+
+
+def test_out_of_distribution_score_stays_fp32(tmp_path: Path) -> None:
+    """Calibrated on dim in-distribution images, a quantised Mahalanobis branch would clip the
+    large distances of bright noise, the very inputs it is there to flag: it must stay fp32 while
+    the classifier is quantised."""
+    size, classes = 8, 10
+    rng = np.random.default_rng(0)
+    built = image_model(tmp_path / "models", "patches", size=size, digit_centering=False)
+    model = onnx.load(str(built.onnx_path))
+    taps = ood_graph.find_taps(model)
+
+    def dim(n: int) -> np.ndarray:
+        return rng.uniform(0, 0.2, (n, 1, size, size)).astype(np.float32)
+
+    inside = dim(400)
+    flat = inside.reshape(len(inside), -1)
+    labels = (flat @ built.weights["W"]).argmax(axis=1) % classes
+    params = {"mahalanobis": ood_graph.fit_mahalanobis(flat, labels)}
+    scored_path = tmp_path / "scored.onnx"
+    onnx.save(ood_graph.add_score(model, taps, "mahalanobis", params), str(scored_path))
+
+    out = tmp_path / INT8_FILE
+    excluded = quantize_file(scored_path, out, Batches([dim(32) for _ in range(8)]), [])
+    nodes = onnx.load(str(scored_path)).graph.node
+    ood_nodes = {n.name for n in nodes if n.name.startswith("ood/")}
+    assert ood_nodes and set(excluded) == ood_nodes  # the classifier's MatMul is quantised
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+
+    noise = rng.random((64, 1, size, size)).astype(np.float32)  # far brighter than calibration
+    fp32 = session(scored_path).run(["ood_score"], {"image": noise})[0]
+    int8 = session(out).run(["ood_score"], {"image": noise})[0]
+    np.testing.assert_allclose(int8, fp32, rtol=0.02)
+
+
+def test_quantize_records_the_served_copys_ood_figures(tmp_path: Path, data_dir: Path) -> None:
+    """The server acts on the int8 copy's score, so its card entry gives that copy's share
+    flagged on the test split and on every OOD report set, beside the fp32 figures."""
+    run_task(
+        get_task("mnist"),
+        data_dir,
+        tmp_path,
+        "cpu",
+        {"epochs": 1},
+        limit=512,
+        progress=False,
+        checkpoint_dir=tmp_path / "runs",
+    )
+    trained = latest_version_dir(tmp_path, "mnist")
+    scored = tmp_path / "mnist" / "2"
+    ood_argv = ["ood", "mnist", "--model-dir", str(trained), "--out", str(scored)]
+    assert training_main([*ood_argv, "--data-dir", str(data_dir)]) == 0
+    argv = ["quantize", "mnist", "--models-dir", str(tmp_path), "--data-dir", str(data_dir)]
+    assert training_main(argv) == 0
+
+    card = ModelCard.load(scored)
+    assert card.ood is not None and card.int8 is not None
+    for kind, fp32_share in card.ood.flagged.items():
+        served = card.int8.metric(f"ood_flagged_{kind}")
+        assert served is not None and served.samples > 0
+        assert abs(served.value - fp32_share) <= 0.05, kind
+    served_test = card.int8.metric("ood_abstain_rate")
+    assert served_test is not None and served_test.samples == 10000
+    assert abs(served_test.value - card.ood.test_abstain_rate) <= 0.02

@@ -102,12 +102,14 @@ class _Builder:
         self.nodes.append(helper.make_node(op_type, inputs, [full], name=full, **attrs))
         return full
 
-    def reduce(self, op_type: str, x: str, name: str, keepdims: int = 0) -> str:
-        """Reduce over axis 1; axes is an input from opset 18 (13 for ReduceSum)."""
+    def reduce(
+        self, op_type: str, x: str, name: str, keepdims: int = 0, axes: tuple[int, ...] = (1,)
+    ) -> str:
+        """Reduce over `axes`; axes is an input from opset 18 (13 for ReduceSum)."""
         if op_type == "ReduceSum" or self.opset >= 18:
-            axes = self.const(f"{name}_axes", np.array([1], np.int64))
-            return self.op(op_type, [x, axes], name, keepdims=keepdims)
-        return self.op(op_type, [x], name, axes=[1], keepdims=keepdims)
+            axes_name = self.const(f"{name}_axes", np.array(axes, np.int64))
+            return self.op(op_type, [x, axes_name], name, keepdims=keepdims)
+        return self.op(op_type, [x], name, axes=list(axes), keepdims=keepdims)
 
 
 def add_score(
@@ -191,11 +193,13 @@ STATS_EPS = 1e-4
 
 def _image_stats_nodes(b: _Builder, image: str) -> str:
     """[batch, 2]: log pixel variance and log mean absolute neighbour difference (contrast and
-    texture), the numbers that tell a photo from a plain picture or from noise."""
-    flat = b.op("Flatten", [image], "stats_flat", axis=1)
-    mean = b.reduce("ReduceMean", flat, "stats_mean", keepdims=1)
-    centred = b.op("Sub", [flat, mean], "stats_centred")
-    variance = b.reduce("ReduceMean", b.op("Mul", [centred, centred], "stats_sq"), "stats_var")
+    texture), the numbers that tell a photo from a plain picture or from noise. The variance is
+    about each channel's own mean: a colour cast is not contrast (about the image's mean, noise
+    around a strong colour looked as smooth as a photo; cifar10 answered such an image)."""
+    mean = b.reduce("ReduceMean", image, "stats_channel_mean", keepdims=1, axes=(2, 3))
+    centred = b.op("Sub", [image, mean], "stats_centred")
+    squared = b.op("Mul", [centred, centred], "stats_sq")
+    variance = b.reduce("ReduceMean", squared, "stats_var", axes=(1, 2, 3))
     eps = b.const("stats_eps", np.float32(STATS_EPS))
     diffs = []
     for axis in (2, 3):
@@ -221,8 +225,7 @@ def _image_stats_nodes(b: _Builder, image: str) -> str:
 def image_stats_np(images: np.ndarray) -> np.ndarray:
     """The same features as `_image_stats_nodes`, in numpy."""
     x = images.astype(np.float64)
-    flat = x.reshape(len(x), -1)
-    variance = flat.var(axis=1)
+    variance = ((x - x.mean(axis=(2, 3), keepdims=True)) ** 2).mean(axis=(1, 2, 3))
     texture = np.abs(np.diff(x, axis=2)).reshape(len(x), -1).mean(axis=1) + np.abs(
         np.diff(x, axis=3)
     ).reshape(len(x), -1).mean(axis=1)

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from model_factory import DEFAULT_CORPUS, image_bytes, image_model, text_model
+from onnx import TensorProto, helper
 from serving_harness import running_server, settings_for
 
 from app.card import ModelCard, sha256_of
@@ -280,3 +281,28 @@ def test_phrase_deficit_in_the_graph_matches_numpy(tmp_path: Path) -> None:
     expected = [np.log1p(words[i].sum()) - np.log1p(phrases[i].sum()) for i in ids]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert got[len(DEFAULT_CORPUS)] == 0  # no known word, no known phrase: log 1 - log 1
+
+
+def test_image_stats_measure_contrast_within_each_colour() -> None:
+    """In the graph as in numpy, the variance is about each channel's own mean: noise on a
+    strong colour cast keeps the roughness of noise (texture over contrast) instead of looking
+    as smooth as a photo."""
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8])
+    graph = helper.make_graph([], "stats", [image], [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    b = ood_graph._Builder(model)
+    stats = ood_graph._image_stats_nodes(b, "image")
+    model.graph.node.extend(b.nodes)
+    model.graph.initializer.extend(b.inits)
+    model.graph.output.append(helper.make_tensor_value_info(stats, TensorProto.FLOAT, None))
+    rng = np.random.default_rng(0)
+    cast = np.array([0.1, 0.9, 0.5], np.float32).reshape(1, 3, 1, 1)
+    noisy = np.clip(cast + rng.normal(0, 0.1, (4, 3, 8, 8)), 0, 1).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": noisy})[0]
+    np.testing.assert_allclose(got, ood_graph.image_stats_np(noisy), rtol=1e-4, atol=1e-4)
+    grey = np.clip(0.5 + rng.normal(0, 0.1, (4, 1, 8, 8)), 0, 1).astype(np.float32)
+    # the cast adds no contrast: the same noise on grey has about the same variance
+    np.testing.assert_allclose(
+        got[:, 0].mean(), ood_graph.image_stats_np(grey)[:, 0].mean(), atol=0.3
+    )

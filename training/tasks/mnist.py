@@ -58,7 +58,7 @@ class MnistTask(Task):
     input_shape: ClassVar[list[int | str]] = [BATCH, 1, 28, 28]
     defaults: ClassVar[dict[str, Any]] = {
         "seed": 0,
-        "epochs": 10,
+        "epochs": 20,
         "batch_size": 128,
         "lr": 0.1,
         "weight_decay": 5e-4,

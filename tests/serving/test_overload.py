@@ -4,6 +4,9 @@ not computed for."""
 
 from __future__ import annotations
 
+import math
+import os
+import shutil
 import socket
 import threading
 import time
@@ -12,26 +15,50 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnxruntime as ort
 import pytest
 from model_factory import image_bytes, image_model
 from serving_harness import running_server, settings_for
 
-# 40 convolutions of 64 channels over 64×64: a batch of one takes ~0.2 s on this project's
-# 2-core machines (tests measure it rather than assume it).
-SLOW_LAYERS = 40
+# Convolutions of 64 channels over 64×64 (sharing one weight tensor) that make a batch of one
+# slow enough for a request to queue behind it while the test looks: at least BATCH_SECONDS.
+# 40 took ~0.2 s on this project's 2-core machines one month and 0.026 s the next, so the count
+# is measured on the machine the tests run on.
+PROBE_LAYERS = 40
+BATCH_SECONDS = 0.2
+MAX_LAYERS = 2000
+
+
+def slow_layers(models_dir: Path) -> int:
+    """The layer count for a batch of one to take BATCH_SECONDS here, on every core (the
+    server, with as many threads or fewer, takes at least as long)."""
+    probe = image_model(models_dir, "probe", channels=3, size=64, slowness=PROBE_LAYERS)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    session = ort.InferenceSession(str(probe.onnx_path), options, ["CPUExecutionProvider"])
+    feed = {"image": np.zeros((1, 3, 64, 64), np.float32)}
+    session.run(None, feed)
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        session.run(None, feed)
+        runs.append(time.perf_counter() - started)
+    shutil.rmtree(probe.directory)
+    return min(MAX_LAYERS, max(PROBE_LAYERS, math.ceil(PROBE_LAYERS * BATCH_SECONDS / min(runs))))
 
 
 @pytest.fixture(scope="module")
 def overload_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models_dir = tmp_path_factory.mktemp("overload")
-    image_model(models_dir, "slow", channels=3, size=64, slowness=SLOW_LAYERS)
+    layers = slow_layers(models_dir)
+    image_model(models_dir, "slow", channels=3, size=64, slowness=layers)
     image_model(models_dir, "fragile", channels=3, size=16, fail_when_mean_above=0.9)
     image_model(
         models_dir,
         "fragile_slow",
         channels=3,
         size=64,
-        slowness=SLOW_LAYERS,
+        slowness=layers,
         fail_when_mean_above=0.9,
     )
     return models_dir

@@ -36,6 +36,7 @@ from app.card import (
 from app.pipelines.audio import loudest_window
 from app.pipelines.digits import centre_digit
 from app.pipelines.image import fit_image
+from app.serving.ood import is_out_of_distribution
 from app.tokenizer import Tokenizer
 from training import ood_graph, ood_sets
 from training.data import Dataset, resolve_data_dir
@@ -660,9 +661,7 @@ def remeasure(card: ModelCard, model_dir: Path, data_dir: Path) -> list[Metric]:
     session = session_for(onnx.load(model_dir / card.onnx_file))
 
     def flagged(inputs: Inputs) -> float:
-        scores = run(session, inputs)[ood.output].astype(np.float64)
-        past = scores > ood.threshold if ood.higher_is_ood else scores < ood.threshold
-        return float(past.mean())
+        return float(past_threshold(session, inputs, ood).mean())
 
     def metric(name: str, value: float, dataset: str, split: str, samples: int) -> Metric:
         return Metric(
@@ -693,10 +692,14 @@ def flagged_shares(card: ModelCard, onnx_path: Path, data: OodData) -> dict[str,
     session = session_for(onnx.load(onnx_path))
     shares = {}
     for name, inputs in {"test": data.test, **data.report}.items():
-        scores = run(session, inputs)[ood.output].astype(np.float64)
-        past = scores > ood.threshold if ood.higher_is_ood else scores < ood.threshold
+        past = past_threshold(session, inputs, ood)
         shares[name] = (float(past.mean()), len(past))
     return shares
+
+
+def past_threshold(session: ort.InferenceSession, inputs: Inputs, ood: OodDetection) -> np.ndarray:
+    """bool per item: what the server decides from the graph's score (app/serving/ood.py)."""
+    return is_out_of_distribution(run(session, inputs)[ood.output], ood)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,7 @@ def find_taps(model: onnx.ModelProto) -> Taps:
     scale = producer.get(logits)
     if scale is not None and scale.op_type == "Mul" and any(i in constants for i in scale.input):
         logits = next(i for i in scale.input if i not in constants)  # undo the temperature
-    ancestors = _ancestors(logits, producer)
+    ancestors = tensor_ancestors(logits, producer)
     linear = [
         node
         for node in graph.node
@@ -57,7 +57,8 @@ def find_taps(model: onnx.ModelProto) -> Taps:
     return Taps(graph.input[0].name, probabilities, logits, features)
 
 
-def _ancestors(name: str, producer: dict[str, onnx.NodeProto]) -> set[str]:
+def tensor_ancestors(name: str, producer: dict[str, onnx.NodeProto]) -> set[str]:
+    """The tensor `name` and every tensor it is computed from."""
     seen, todo = set(), [name]
     while todo:
         tensor = todo.pop()

@@ -44,7 +44,7 @@ from app.card import (
     latest_version_dir,
     sha256_of,
 )
-from training import calibrate
+from training import calibrate, ood_graph
 from training.data import Split
 from training.measure import bootstrap_interval
 from training.tasks.base import Task
@@ -108,15 +108,9 @@ def excluded_nodes(model_path: Path, prefixes: list[str]) -> list[str]:
 
 def _score_branch(model: onnx.ModelProto) -> set[int]:
     """Indexes of the nodes the first output (the probabilities) does not depend on."""
-    producer = {out: i for i, node in enumerate(model.graph.node) for out in node.output}
-    needed: set[int] = set()
-    todo = [model.graph.output[0].name]
-    while todo:
-        index = producer.get(todo.pop())
-        if index is not None and index not in needed:
-            needed.add(index)
-            todo.extend(model.graph.node[index].input)
-    return set(range(len(model.graph.node))) - needed
+    producer = {out: node for node in model.graph.node for out in node.output}
+    needed = ood_graph.tensor_ancestors(model.graph.output[0].name, producer)
+    return {i for i, node in enumerate(model.graph.node) if not set(node.output) & needed}
 
 
 def read_fp32_activations(path: Path) -> int:

@@ -101,7 +101,7 @@ class Cifar10Task(Task):
     input_shape: ClassVar[list[int | str]] = [BATCH, 3, 32, 32]
     defaults: ClassVar[dict[str, Any]] = {
         "seed": 0,
-        "epochs": 10,
+        "epochs": 16,
         "batch_size": 1024,
         "lr": 1.5,
         "momentum": 0.85,

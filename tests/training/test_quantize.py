@@ -54,18 +54,23 @@ def test_quantized_cnn_follows_fp32(tmp_path: Path) -> None:
     assert out.stat().st_size < built.onnx_path.stat().st_size / 3  # int8 weights
 
 
-def test_quantize_command_writes_int8_beside_fp32(tmp_path: Path, data_dir: Path) -> None:
+def briefly_trained_mnist(models_dir: Path, data_dir: Path) -> Path:
+    """A real MNIST model from one epoch on 512 images: models_dir/mnist/<version>/."""
     run_task(
         get_task("mnist"),
         data_dir,
-        tmp_path,
+        models_dir,
         "cpu",
         {"epochs": 1},
         limit=512,
         progress=False,
-        checkpoint_dir=tmp_path / "runs",
+        checkpoint_dir=models_dir / "runs",
     )
-    model_dir = latest_version_dir(tmp_path, "mnist")
+    return latest_version_dir(models_dir, "mnist")
+
+
+def test_quantize_command_writes_int8_beside_fp32(tmp_path: Path, data_dir: Path) -> None:
+    model_dir = briefly_trained_mnist(tmp_path, data_dir)
     fp32_sha = ModelCard.load(model_dir).onnx_sha256
     argv = ["quantize", "mnist", "--models-dir", str(tmp_path), "--data-dir", str(data_dir)]
     assert training_main(argv) == 0
@@ -132,17 +137,7 @@ def test_out_of_distribution_score_stays_fp32(tmp_path: Path) -> None:
 def test_quantize_records_the_served_copys_ood_figures(tmp_path: Path, data_dir: Path) -> None:
     """The server acts on the int8 copy's score, so its card entry gives that copy's share
     flagged on the test split and on every OOD report set, beside the fp32 figures."""
-    run_task(
-        get_task("mnist"),
-        data_dir,
-        tmp_path,
-        "cpu",
-        {"epochs": 1},
-        limit=512,
-        progress=False,
-        checkpoint_dir=tmp_path / "runs",
-    )
-    trained = latest_version_dir(tmp_path, "mnist")
+    trained = briefly_trained_mnist(tmp_path, data_dir)
     scored = tmp_path / "mnist" / "2"
     ood_argv = ["ood", "mnist", "--model-dir", str(trained), "--out", str(scored)]
     assert training_main([*ood_argv, "--data-dir", str(data_dir)]) == 0

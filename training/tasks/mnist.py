@@ -3,7 +3,11 @@ digit on black) with affine augmentation (rotation, scale, shift, shear for tilt
 a photo leaves after the server's `centre_digit`: thinner and thicker strokes (pens), patchy
 strokes (pencil) and a faint ramp of background (a shadow). The card reports accuracy on the
 test digits drawn as thin-pen, thick-pen, pencil, shadowed and tilted photos and prepared by the
-server's own code (training/robustness.py)."""
+server's own code (training/robustness.py).
+
+With `members` > 1 several such nets train side by side on the same batches, each on its own loss
+(independent members, not one jointly fitted average), and the graph answers the mean of their
+logits: a deep ensemble, which errs on fewer of the ambiguous digits than any one member."""
 
 from __future__ import annotations
 
@@ -47,6 +51,41 @@ class DigitNet(nn.Module):
         return self.head(self.features((x - MEAN) / STD))
 
 
+class DigitEnsemble(nn.Module):
+    """Mean of the members' logits. In the graph it is one linear layer over the members'
+    concatenated features (the heads side by side, divided by their number), so the OOD score's
+    feature tap sees every member, not only the last."""
+
+    def __init__(self, members: int, widths: tuple[int, int, int], dropout: float) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(DigitNet(widths, dropout) for _ in range(members))
+        self.member_logits: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.member_logits = [member(x) for member in self.members]
+            return torch.stack(self.member_logits).mean(dim=0)
+        x = (x - MEAN) / STD
+        features = torch.cat([member.features(x) for member in self.members], dim=1)
+        heads = [member.head[-1] for member in self.members]
+        weight = torch.cat([head.weight for head in heads], dim=1) / len(heads)
+        bias = torch.stack([head.bias for head in heads]).mean(dim=0)
+        return F.linear(features, weight, bias)
+
+
+class MemberLoss(nn.Module):
+    """The mean of each member's own cross-entropy: members learn as if trained alone."""
+
+    def __init__(self, model: DigitEnsemble, label_smoothing: float) -> None:
+        super().__init__()
+        self.model = model
+        self.ce = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        losses = [self.ce(member, y) for member in self.model.member_logits]
+        return torch.stack(losses).mean()
+
+
 class MnistTask(Task):
     name = "mnist"
     card_task = "image-classification"
@@ -59,6 +98,7 @@ class MnistTask(Task):
     defaults: ClassVar[dict[str, Any]] = {
         "seed": 0,
         "epochs": 20,
+        "members": 3,
         "batch_size": 128,
         "lr": 0.1,
         "weight_decay": 5e-4,
@@ -82,8 +122,17 @@ class MnistTask(Task):
         self.config = config
 
     def build_model(self, config: dict[str, Any]) -> nn.Module:
-        model = DigitNet(tuple(config["widths"]), config["dropout"])
-        return model.to(memory_format=torch.channels_last)
+        widths, members = tuple(config["widths"]), config.get("members", 1)
+        if members > 1:
+            self.model = DigitEnsemble(members, widths, config["dropout"])
+        else:
+            self.model = DigitNet(widths, config["dropout"])
+        return self.model.to(memory_format=torch.channels_last)
+
+    def loss_fn(self, config: dict[str, Any]) -> nn.Module:
+        if isinstance(self.model, DigitEnsemble):
+            return MemberLoss(self.model, config["label_smoothing"])
+        return super().loss_fn(config)
 
     def augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, b = self.config, x.shape[0]

@@ -193,7 +193,7 @@ def cifar10_data(data_dir: Path, seed: int) -> OodData:
     def prepare(images: list) -> np.ndarray:
         return np.stack([fit_image(im, "RGB", 32, 32) for im in images]).astype(np.float32) / 255
 
-    ds: Dataset = cifar10.load(data_dir, False, seed)
+    ds: Dataset = cifar10.load(data_dir)
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(ds.train))[:FIT_TRAIN_SAMPLES]
     fit, report = _image_kinds(prepare, seed)
@@ -207,7 +207,7 @@ def imdb_data(data_dir: Path, seed: int, model_dir: Path) -> OodData:
     from training.data import imdb
 
     tokenizer = Tokenizer.load(model_dir / "tokenizer.json")
-    ds = imdb.load(data_dir, False, seed)
+    ds = imdb.load(data_dir)
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(ds.train))[:FIT_TRAIN_SAMPLES]
 

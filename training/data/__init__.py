@@ -91,8 +91,13 @@ class Dataset:
         )
 
 
-def holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic train/validation index split."""
-    order = np.random.default_rng(seed).permutation(n)
+HOLDOUT_SEED = 0
+
+
+def holdout(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/validation index split, the same whatever a run's seed: runs with
+    different seeds (ensemble members, re-runs) are compared on the same validation images, and
+    none is chosen on images another one trained on."""
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(n)
     n_val = round(n * fraction)
     return np.sort(order[n_val:]), np.sort(order[:n_val])

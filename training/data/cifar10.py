@@ -62,7 +62,7 @@ def _from_batches(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     )
 
 
-def load(data_dir: Path, download: bool = False, seed: int = 0) -> Dataset:
+def load(data_dir: Path, download: bool = False) -> Dataset:
     grids, batches = data_dir / "cifar10", data_dir / "cifar-10-batches-py"
     if not (grids / "train_labels.txt").exists() and not batches.exists() and download:
         import torchvision  # the standard download path
@@ -87,7 +87,7 @@ def load(data_dir: Path, download: bool = False, seed: int = 0) -> Dataset:
     def as_input(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
 
-    tr, va = holdout(len(train_y), VAL_SIZE / len(train_y), seed)
+    tr, va = holdout(len(train_y), VAL_SIZE / len(train_y))
     return Dataset(
         name="CIFAR-10",
         labels=CLASSES,

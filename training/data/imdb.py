@@ -37,7 +37,7 @@ def _read_aclimdb(folder: Path) -> tuple[list[str], np.ndarray]:
     return texts, np.asarray(labels, dtype=np.int64)
 
 
-def load(data_dir: Path, download_missing: bool = False, seed: int = 0) -> Dataset:
+def load(data_dir: Path, download_missing: bool = False) -> Dataset:
     shared, standard = data_dir / "imdb", data_dir / "aclImdb"
     if not (shared / "train.jsonl.gz").exists() and not standard.exists() and download_missing:
         archive = download(ACLIMDB_URL, data_dir / "aclImdb_v1.tar.gz")
@@ -65,7 +65,7 @@ def load(data_dir: Path, download_missing: bool = False, seed: int = 0) -> Datas
     dropped = int((~keep).sum())
     train_texts = [t for t, k in zip(train_texts, keep, strict=True) if k]
     train_y = train_y[keep]
-    tr, va = holdout(len(train_y), VAL_SIZE / len(train_y), seed)
+    tr, va = holdout(len(train_y), VAL_SIZE / len(train_y))
     return Dataset(
         name="IMDB Large Movie Review Dataset v1.0",
         labels=LABELS,

@@ -123,7 +123,7 @@ class Cifar10Task(Task):
     }
 
     def load_data(self, data_dir: Path, download: bool, seed: int) -> Dataset:
-        return cifar10.load(data_dir, download, seed)
+        return cifar10.load(data_dir, download)
 
     def prepare(self, dataset: Dataset, config: dict[str, Any]) -> None:
         self.config = config

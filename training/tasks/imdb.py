@@ -80,7 +80,7 @@ class ImdbTask(Task):
     }
 
     def load_data(self, data_dir: Path, download: bool, seed: int) -> Dataset:
-        return imdb.load(data_dir, download, seed)
+        return imdb.load(data_dir, download)
 
     def prepare(self, dataset: Dataset, config: dict[str, Any]) -> None:
         self.config = config

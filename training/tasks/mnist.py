@@ -74,7 +74,9 @@ class DigitEnsemble(nn.Module):
 
 
 class MemberLoss(nn.Module):
-    """The mean of each member's own cross-entropy: members learn as if trained alone."""
+    """The sum of the members' own cross-entropies, so each member's gradient is exactly that of
+    its own training run. (A mean divided every member's learning rate by their number while the
+    weight decay stayed whole: three members at 99.51% on test against one net's 99.63%.)"""
 
     def __init__(self, model: DigitEnsemble, label_smoothing: float) -> None:
         super().__init__()
@@ -83,7 +85,7 @@ class MemberLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         losses = [self.ce(member, y) for member in self.model.member_logits]
-        return torch.stack(losses).mean()
+        return torch.stack(losses).sum()
 
 
 class MnistTask(Task):

@@ -118,7 +118,7 @@ class Cifar10Task(Task):
         "translate": 2,
         "warmup": 0.23,
         "final_lr_fraction": 0.07,
-        "photo_p": 0.5,
+        "photo_p": 0.7,
         "lookahead_every": 5,
     }
 

@@ -124,7 +124,7 @@ class MnistTask(Task):
         self.config = config
 
     def build_model(self, config: dict[str, Any]) -> nn.Module:
-        widths, members = tuple(config["widths"]), config.get("members", 1)
+        widths, members = tuple(config["widths"]), config["members"]
         if members > 1:
             self.model = DigitEnsemble(members, widths, config["dropout"])
         else:
